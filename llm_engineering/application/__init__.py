@@ -1,0 +1,1 @@
+"""Application logic, written against the small interfaces in `ports`."""

@@ -1,0 +1,1 @@
+"""One crawler per platform and a dispatcher that picks one by URL."""

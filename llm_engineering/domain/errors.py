@@ -1,0 +1,41 @@
+"""Errors that carry what a user needs to act: which link, which file, which setting."""
+
+
+class LLMTwinError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class ConfigurationError(LLMTwinError):
+    """A setting or config file is missing or invalid."""
+
+
+class CrawlError(LLMTwinError):
+    """One link could not be crawled. Never stops the other links."""
+
+    def __init__(self, link: str, reason: str) -> None:
+        self.link = link
+        self.reason = reason
+        super().__init__(f"{link}: {reason}")
+
+
+class BotWallError(CrawlError):
+    """The site answered with an anti-bot challenge instead of the content."""
+
+
+class AuthRequiredError(CrawlError):
+    """The content is behind a login and no (valid) credentials were configured."""
+
+
+class ServiceUnavailableError(LLMTwinError):
+    """A backing service (warehouse, vector store, LLM) could not be reached or started."""
+
+
+class ImportFormatError(LLMTwinError):
+    """A warehouse import file is malformed. Names the file and, when known, the record index."""
+
+    def __init__(self, path: str, reason: str, index: int | None = None) -> None:
+        self.path = path
+        self.index = index
+        self.reason = reason
+        where = f"{path} record #{index}" if index is not None else path
+        super().__init__(f"{where}: {reason}")

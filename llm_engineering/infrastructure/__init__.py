@@ -1,0 +1,1 @@
+"""Concrete adapters: databases, models, LLM clients, web app, local service managers."""

