@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -24,6 +25,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
 os.environ.setdefault("OPIK_TRACK_DISABLE", "true")
+# ZenML reads its config path once, at first import: give the test session its own store.
+os.environ.setdefault("ZENML_CONFIG_PATH", tempfile.mkdtemp(prefix="llm-twin-zenml-"))
 
 
 def _free_port() -> int:

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 from uuid import UUID
 
+from llm_engineering.domain.chunks import RetrievalResult
 from llm_engineering.domain.documents import RawDocument, UserDocument
 from llm_engineering.domain.types import DataCategory, UpsertOutcome
 
@@ -32,3 +33,9 @@ class WarehouseRepository(Protocol):
     def count(self, category: DataCategory) -> int: ...
 
     def export_records(self, category: DataCategory) -> Iterator[dict[str, Any]]: ...
+
+
+class Retriever(Protocol):
+    """Search over the feature store. Implemented in `application/rag/retriever.py` (hybrid dense+sparse)."""
+
+    def search(self, query: str, k: int = 5, author: str | None = None) -> RetrievalResult: ...
