@@ -54,9 +54,21 @@ def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary = shutil.which("nx-27017", path=str(Path(sys.executable).parent)) or "nx-27017"
     log = open(data_dir / "server.log", "wb")  # noqa: SIM115 - closed at teardown
     process = subprocess.Popen(
-        [binary, "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
-         "--log-file", str(data_dir / "nx.log"), "--pid-file", str(data_dir / "nx.pid")],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            binary,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--log-file",
+            str(data_dir / "nx.log"),
+            "--pid-file",
+            str(data_dir / "nx.pid"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         _wait_port(port)

@@ -55,8 +55,13 @@ def test_find_documents_filters_by_author(warehouse):
     alan, _ = warehouse.get_or_create_user("Alan Turing")
     warehouse.upsert_document(_article(ada, "https://example.org/ada", "a"))
     warehouse.upsert_document(
-        PostDocument(author_id=alan.id, author_full_name=alan.full_name, platform="linkedin",
-                     link="https://example.org/alan", content={"Content": "b"})
+        PostDocument(
+            author_id=alan.id,
+            author_full_name=alan.full_name,
+            platform="linkedin",
+            link="https://example.org/alan",
+            content={"Content": "b"},
+        )
     )
     assert [d.link for d in warehouse.find_documents(DataCategory.ARTICLES, [ada.id])] == ["https://example.org/ada"]
     assert warehouse.find_documents(DataCategory.ARTICLES, [alan.id]) == []

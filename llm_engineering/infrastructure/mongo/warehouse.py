@@ -104,9 +104,7 @@ class MongoWarehouse:
         collection.update_one({"_id": existing["_id"]}, {"$set": record})
         return UpsertOutcome.UPDATED
 
-    def find_documents(
-        self, category: DataCategory, author_ids: Iterable[UUID] | None = None
-    ) -> list[RawDocument]:
+    def find_documents(self, category: DataCategory, author_ids: Iterable[UUID] | None = None) -> list[RawDocument]:
         query: dict[str, Any] = {}
         if author_ids is not None:
             query["author_id"] = {"$in": [str(a) for a in author_ids]}
