@@ -24,6 +24,15 @@ class Platform(StrEnum):
     GITHUB = "github"
     BLOG = "blog"  # any other web page read by the generic article crawler
 
+    @classmethod
+    def normalize(cls, value: str) -> "Platform":
+        """Map a platform name or host ('medium', 'decodingml.substack.com', 'www.linkedin.com') to a Platform."""
+        lowered = (value or "").strip().lower()
+        for platform in (cls.MEDIUM, cls.SUBSTACK, cls.LINKEDIN, cls.GITHUB):
+            if platform.value in lowered:
+                return platform
+        return cls.BLOG
+
 
 class UpsertOutcome(StrEnum):
     """What storing one document did; a re-run of the same input gives only UNCHANGED."""

@@ -1,0 +1,1 @@
+"""Data collection: crawl an author's links into the raw warehouse."""

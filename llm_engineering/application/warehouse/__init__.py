@@ -1,0 +1,1 @@
+"""Warehouse export to / import from a folder of JSON files."""

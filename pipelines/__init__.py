@@ -1,0 +1,1 @@
+"""ZenML pipeline definitions: wiring only, no logic."""

@@ -1,0 +1,1 @@
+"""ZenML steps: thin adapters over llm_engineering."""

@@ -1,0 +1,4 @@
+from .crawl_links import crawl_links
+from .get_or_create_user import get_or_create_user
+
+__all__ = ["crawl_links", "get_or_create_user"]

@@ -1,0 +1,23 @@
+from typing import Annotated
+
+from llm_engineering.application.crawlers.dispatcher import CrawlerDispatcher
+from zenml import log_metadata, step
+
+from llm_engineering.application.etl.crawl import CrawlReport, crawl_author_links
+from llm_engineering.domain.documents import UserDocument
+from llm_engineering.infrastructure.mongo.warehouse import MongoWarehouse
+from llm_engineering.settings import get_settings
+
+
+@step
+def crawl_links(user: UserDocument, links: list[str]) -> Annotated[CrawlReport, "crawl_report"]:
+    report = crawl_author_links(user, links, CrawlerDispatcher.build(get_settings()), MongoWarehouse())
+    log_metadata(
+        metadata={
+            "links": len(report.outcomes),
+            "counts_by_status": report.counts_by_status(),
+            "counts_by_platform": report.counts_by_platform(),
+            "failures": [{"link": f.link, "reason": f.error} for f in report.failures],
+        }
+    )
+    return report

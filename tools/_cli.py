@@ -1,0 +1,40 @@
+"""Shared start-up for every command: logging to stderr, offline model hubs, ZenML state in the project."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import yaml
+from loguru import logger
+
+from llm_engineering.domain.errors import ConfigurationError
+from llm_engineering.infrastructure.zenml_env import configure_zenml
+from llm_engineering.settings import Settings, get_settings
+
+
+def bootstrap(verbose: bool = False) -> Settings:
+    """Call first in every tool, before zenml or any model library is imported."""
+    logger.remove()
+    logger.add(sys.stderr, level="DEBUG" if verbose else "INFO", format="<level>{level: <7}</level> {message}")
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    configure_zenml(settings)
+    # Use packaged weights offline unless the user asked for a hub id while online.
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("OPIK_TRACK_DISABLE", "false" if settings.opik_url else "true")
+    return settings
+
+
+def load_yaml_config(path: Path) -> dict:
+    """Read a YAML run config, with errors that name the file."""
+    if not path.is_file():
+        raise ConfigurationError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{path} must hold a YAML mapping (see configs/ for examples)")
+    return data
