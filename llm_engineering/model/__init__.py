@@ -1,0 +1,1 @@
+"""Model-side code: packaged-model preparation, the inference engine launcher (vLLM), later fine-tuning."""
