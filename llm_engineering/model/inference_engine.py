@@ -89,59 +89,78 @@ def vllm_command(settings: Settings) -> list[str]:
     return command
 
 
-def llm_server_service(settings: Settings) -> LocalService:
-    """The vLLM server as a LocalService (pid/log files under data_dir; ready when /v1/models answers)."""
+class _UnstartableService(LocalService):
+    """Stands in when the server cannot be launched (no vLLM venv, model not prepared): status and stop still
+    work (so `local-infrastructure-down` never trips over it); start raises the error that names the fix."""
+
+    def __init__(self, error: ConfigurationError, **kwargs) -> None:
+        super().__init__(command=[], **kwargs)
+        self.error = error
+
+    def start(self) -> bool:
+        if self.is_running():
+            return False
+        raise self.error
+
+
+def llm_server_service(settings: Settings) -> LocalService | None:
+    """The vLLM server as a LocalService (pid/log under data_dir; ready when /v1/models answers), or None when
+    LLM_BASE_URL is not a loopback address (a remote endpoint is used as is, never started here)."""
     if not is_local_endpoint(settings):
-        raise ConfigurationError(
-            f"LLM_BASE_URL={settings.llm_base_url} is not a loopback address: this project only starts a local "
-            "vLLM server. Unset LLM_BASE_URL (default http://127.0.0.1:8000/v1) or start the remote server there."
-        )
+        return None
     host, port = llm_server_address(settings)
+    common = dict(
+        name=SERVICE_NAME,
+        host=host,
+        port=port,
+        state_dir=settings.data_dir,
+        startup_timeout_s=settings.llm_server_startup_timeout_s,
+        ready_check=lambda: models_endpoint_ready(settings),
+    )
+    try:
+        command = vllm_command(settings)
+        model = resolve_model(settings)
+    except ConfigurationError as exc:
+        return _UnstartableService(exc, **common)
     env = {
         "VLLM_CPU_KVCACHE_SPACE": str(settings.llm_kv_cache_space_gib),
         "VLLM_NO_USAGE_STATS": "1",
         "DO_NOT_TRACK": "1",
     }
-    if Path(resolve_model(settings)).exists():
+    if Path(model).exists():
         # A local checkpoint needs no hub: stay offline instead of timing out against an unreachable hub.
         env |= {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    return LocalService(
-        name=SERVICE_NAME,
-        host=host,
-        port=port,
-        command=vllm_command(settings),
-        state_dir=settings.data_dir,
-        env=env,
-        startup_timeout_s=settings.llm_server_startup_timeout_s,
-        ready_check=lambda: models_endpoint_ready(settings),
-    )
+    return LocalService(command=command, env=env, **common)
 
 
 def start_llm_server(settings: Settings) -> bool:
-    """Start vLLM unless the configured endpoint already answers. Returns True if this call started it."""
+    """Start vLLM unless the configured endpoint already answers. Returns True if this call started it.
+
+    Raises ConfigurationError (no vLLM venv, model not prepared) or ServiceUnavailableError (did not start).
+    """
     if models_endpoint_ready(settings):
         logger.info(f"LLM endpoint {settings.llm_base_url} already answers; not starting vLLM")
         return False
-    return llm_server_service(settings).start()
+    service = llm_server_service(settings)
+    if service is None:
+        logger.warning(f"LLM_BASE_URL={settings.llm_base_url} is remote and does not answer yet; not starting vLLM")
+        return False
+    return service.start()
 
 
 def stop_llm_server(settings: Settings) -> bool:
     """Stop the vLLM server this project started (never a foreign one). Returns True if one was stopped."""
-    if not is_local_endpoint(settings):
-        return False
-    host, port = llm_server_address(settings)
-    # Built without resolve_model(): stopping must work even if the model dir was deleted meanwhile.
-    service = LocalService(name=SERVICE_NAME, host=host, port=port, command=[], state_dir=settings.data_dir)
-    return service.stop()
+    service = llm_server_service(settings)
+    return service.stop() if service is not None else False
 
 
 def llm_server_status(settings: Settings) -> dict[str, object]:
-    host, port = llm_server_address(settings)
-    service = LocalService(name=SERVICE_NAME, host=host, port=port, command=[], state_dir=settings.data_dir)
+    service = llm_server_service(settings)
     return {
         "base_url": settings.llm_base_url,
         "model": settings.llm_model_id,
         "ready": models_endpoint_ready(settings),
-        "managed_pid": service.managed_pid() if is_local_endpoint(settings) else None,
-        "log_file": str(service.log_file),
+        "managed_pid": service.managed_pid() if service else None,
+        "log_file": str(service.log_file) if service else None,
+        "problem": str(service.error) if isinstance(service, _UnstartableService) else None,
     }

@@ -1,0 +1,1 @@
+"""The one LLM client (OpenAI-compatible HTTP) and prompt monitoring."""
