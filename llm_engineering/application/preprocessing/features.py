@@ -1,0 +1,361 @@
+"""The feature engineering logic: warehouse → clean → chunk → embed → Qdrant, incremental and restart-safe.
+
+Pipeline steps call the stages one by one (`query`, `plan`, `clean`, `index`); `run_feature_engineering`
+chains the same stages in-process. Incremental runs compare each document's marker (hash of the source
+content and the feature settings) with the one stored after its last complete indexing: only new or changed
+documents are cleaned, chunked and embedded; documents gone from the warehouse lose their chunks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+from loguru import logger
+from pydantic import BaseModel, Field
+from tqdm.auto import tqdm
+
+from llm_engineering.application.ports import WarehouseRepository
+from llm_engineering.domain.chunks import Chunk, CleanedDocument
+from llm_engineering.domain.documents import ArticleDocument, PostDocument, RawDocument, RepositoryDocument
+from llm_engineering.domain.errors import ConfigurationError
+from llm_engineering.domain.types import DOCUMENT_CATEGORIES, DataCategory
+
+from . import sparse
+from .chunking import DEFAULT_CHUNKING, ChunkingParams, TokenCounter, chunk_document
+from .cleaning import clean_document
+
+# Bump when cleaning/chunking/sparse logic changes meaningfully: every document is then re-indexed.
+FEATURE_LOGIC_VERSION = "1"
+
+
+class Embedder(TokenCounter, Protocol):
+    model_id: str
+
+    @property
+    def dimension(self) -> int: ...
+
+    def encode(self, texts: Sequence[str], show_progress: bool = False, batch_size: int | None = None) -> Any: ...
+
+
+class FeatureStore(Protocol):
+    def ensure_collections(self, dense_size: int) -> bool: ...
+    def markers(self) -> dict[str, str]: ...
+    def chunk_document_ids(self) -> set[str]: ...
+    def upsert_chunks(self, chunks: Sequence[Chunk], dense: Any, sparse: Sequence[sparse.SparseVec]) -> None: ...
+    def delete_chunks(self, document_id: Any, keep: Sequence[Any] = ()) -> None: ...
+    def put_document(self, document: CleanedDocument, marker: str, stats: dict[str, Any]) -> None: ...
+    def delete_document(self, document_id: Any) -> None: ...
+    def count_chunks(self) -> int: ...
+
+
+# --- artifacts passed between steps ----------------------------------------------------------------------------
+class WarehouseSnapshot(BaseModel):
+    """The selected authors' documents, plus the ids of every document in the warehouse (for removals)."""
+
+    authors: list[str]
+    articles: list[ArticleDocument] = Field(default_factory=list)
+    posts: list[PostDocument] = Field(default_factory=list)
+    repositories: list[RepositoryDocument] = Field(default_factory=list)
+    warehouse_document_ids: list[str] = Field(default_factory=list)
+
+    def documents(self) -> list[RawDocument]:
+        return [*self.articles, *self.posts, *self.repositories]
+
+    def counts(self) -> dict[str, int]:
+        return {"articles": len(self.articles), "posts": len(self.posts), "repositories": len(self.repositories)}
+
+
+class FeaturePlan(BaseModel):
+    new: list[str] = Field(default_factory=list)
+    changed: list[str] = Field(default_factory=list)
+    unchanged: list[str] = Field(default_factory=list)
+    removed: list[str] = Field(default_factory=list)
+    markers: dict[str, str] = Field(default_factory=dict)  # document id -> marker to write when done
+    rebuilt: bool = False  # the store was recreated (embedding size changed)
+
+    @property
+    def to_index(self) -> set[str]:
+        return set(self.new) | set(self.changed)
+
+
+class CleanedBatch(BaseModel):
+    documents: list[CleanedDocument] = Field(default_factory=list)
+    seconds: float = 0.0
+
+
+class FeatureReport(BaseModel):
+    """What a run did. `truncated_chunks` counts chunks longer than the model window: it must be 0."""
+
+    authors: list[str]
+    documents: dict[str, int]  # selected documents per category
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    documents_indexed: int = 0
+    chunks_written: int = 0
+    chunks_per_category: dict[str, int] = Field(default_factory=dict)
+    tokens: int = 0
+    truncated_chunks: int = 0
+    max_chunk_tokens: int = 0
+    model_max_seq_length: int = 0
+    chunks_total: int = 0  # points in the store after the run
+    timings_s: dict[str, float] = Field(default_factory=dict)
+    embedding_model: str = ""
+
+    def summary_rows(self) -> list[tuple[str, Any]]:
+        return [
+            ("authors", ", ".join(self.authors) or "all"),
+            ("documents", ", ".join(f"{k}={v}" for k, v in self.documents.items())),
+            ("new / changed / unchanged / removed", f"{self.new} / {self.changed} / {self.unchanged} / {self.removed}"),
+            ("chunks written", self.chunks_written),
+            ("tokens embedded", self.tokens),
+            ("truncated chunks", self.truncated_chunks),
+            ("chunks in store", self.chunks_total),
+            *((f"time {k} (s)", f"{v:.2f}") for k, v in self.timings_s.items()),
+        ]
+
+
+def feature_fingerprint(model_id: str, chunking: dict[DataCategory, ChunkingParams]) -> str:
+    spec = {
+        "version": FEATURE_LOGIC_VERSION,
+        "model": model_id,
+        "chunking": {str(k): v.model_dump() for k, v in sorted(chunking.items())},
+        "bm25": [sparse.BM25_K1, sparse.BM25_B, sparse.BM25_AVG_LEN],
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def document_marker(source_hash: str, fingerprint: str) -> str:
+    return f"{source_hash}:{fingerprint}"
+
+
+class FeatureEngineering:
+    def __init__(
+        self,
+        warehouse: WarehouseRepository,
+        store: FeatureStore,
+        embedder: Embedder,
+        chunking: dict[DataCategory, ChunkingParams] | None = None,
+        batch_chunks: int = 256,
+        show_progress: bool = True,
+        after_document: Callable[[str], None] | None = None,
+    ) -> None:
+        self.warehouse = warehouse
+        self.store = store
+        self.embedder = embedder
+        self.chunking = {**DEFAULT_CHUNKING, **(chunking or {})}
+        self.batch_chunks = batch_chunks
+        self.show_progress = show_progress
+        self.after_document = after_document  # test hook: runs after each document is complete
+        self.fingerprint = feature_fingerprint(embedder.model_id, self.chunking)
+
+    # --- stage 1: query the warehouse -----------------------------------------------------------------------
+    def query(self, authors: Iterable[str] | str | None) -> WarehouseSnapshot:
+        names = resolve_author_names(authors)
+        all_docs: dict[DataCategory, list[RawDocument]] = {
+            c: self.warehouse.find_documents(c) for c in DOCUMENT_CATEGORIES
+        }
+        selected_ids = None
+        if names:
+            known = {u.full_name: u for u in self.warehouse.list_users()}
+            missing = [n for n in names if n not in known]
+            if missing:
+                raise ConfigurationError(
+                    f"Unknown author(s) {missing}: not in the warehouse (known: {sorted(known) or 'none'}). "
+                    "Run the ETL or import data first; the feature pipeline never creates users."
+                )
+            selected_ids = {known[n].id for n in names}
+        picked = {
+            c: [d for d in docs if selected_ids is None or d.author_id in selected_ids] for c, docs in all_docs.items()
+        }
+        return WarehouseSnapshot(
+            authors=list(names),
+            articles=picked[DataCategory.ARTICLES],
+            posts=picked[DataCategory.POSTS],
+            repositories=picked[DataCategory.REPOSITORIES],
+            warehouse_document_ids=sorted(str(d.id) for docs in all_docs.values() for d in docs),
+        )
+
+    # --- stage 2: compare with the store ----------------------------------------------------------------------
+    def plan(self, snapshot: WarehouseSnapshot) -> FeaturePlan:
+        rebuilt = self.store.ensure_collections(self.embedder.dimension)
+        stored = self.store.markers()
+        in_warehouse = set(snapshot.warehouse_document_ids)
+        plan = FeaturePlan(rebuilt=rebuilt)
+        for doc in snapshot.documents():
+            doc_id = str(doc.id)
+            marker = document_marker(doc.content_hash, self.fingerprint)
+            plan.markers[doc_id] = marker
+            if doc_id not in stored:
+                plan.new.append(doc_id)
+            elif stored[doc_id] != marker:
+                plan.changed.append(doc_id)
+            else:
+                plan.unchanged.append(doc_id)
+        # Gone from the warehouse: indexed (marker) or half-indexed (chunks without a marker yet).
+        indexed = set(stored) | self.store.chunk_document_ids()
+        plan.removed = sorted(indexed - in_warehouse)
+        return plan
+
+    # --- stage 3: clean -------------------------------------------------------------------------------------------
+    def clean(self, snapshot: WarehouseSnapshot, plan: FeaturePlan) -> CleanedBatch:
+        started = time.perf_counter()
+        todo = plan.to_index
+        documents = [clean_document(d) for d in snapshot.documents() if str(d.id) in todo]
+        return CleanedBatch(documents=documents, seconds=time.perf_counter() - started)
+
+    # --- stage 4: chunk, embed, load --------------------------------------------------------------------------
+    def index(self, snapshot: WarehouseSnapshot, plan: FeaturePlan, cleaned: CleanedBatch) -> FeatureReport:
+        report = FeatureReport(
+            authors=snapshot.authors,
+            documents=snapshot.counts(),
+            new=len(plan.new),
+            changed=len(plan.changed),
+            unchanged=len(plan.unchanged),
+            removed=len(plan.removed),
+            model_max_seq_length=self.embedder.max_seq_length,
+            embedding_model=self.embedder.model_id,
+        )
+        timings = Counter({"clean": cleaned.seconds})
+        started = time.perf_counter()
+        for doc_id in plan.removed:
+            self.store.delete_document(doc_id)
+        timings["remove"] += time.perf_counter() - started
+
+        per_category: Counter[str] = Counter()
+        group: list[tuple[CleanedDocument, list[Chunk]]] = []
+        progress = tqdm(total=0, unit="chunk", desc="embedding", disable=not self.show_progress)
+        for document in cleaned.documents:
+            started = time.perf_counter()
+            chunks = chunk_document(document, self.embedder, self.chunking[document.category])
+            timings["chunk"] += time.perf_counter() - started
+            progress.total += len(chunks)
+            group.append((document, chunks))
+            if sum(len(c) for _, c in group) >= self.batch_chunks:
+                self._flush(group, plan, report, per_category, timings, progress)
+                group = []
+        self._flush(group, plan, report, per_category, timings, progress)
+        progress.close()
+        report.chunks_per_category = dict(per_category)
+        report.chunks_total = self.store.count_chunks()
+        report.timings_s = {k: round(v, 3) for k, v in timings.items()}
+        return report
+
+    def _flush(
+        self,
+        group: list[tuple[CleanedDocument, list[Chunk]]],
+        plan: FeaturePlan,
+        report: FeatureReport,
+        per_category: Counter[str],
+        timings: Counter[str],
+        progress: Any,
+    ) -> None:
+        """Embed a group of documents in one batched call, then write each document: chunks, stale cleanup, marker."""
+        if not group:
+            return
+        chunks = [c for _, doc_chunks in group for c in doc_chunks]
+        started = time.perf_counter()
+        dense = self.embedder.encode([c.text for c in chunks])
+        timings["embed"] += time.perf_counter() - started
+        progress.update(len(chunks))
+        started = time.perf_counter()
+        sparse_vectors = [sparse.document_vector(c.text) for c in chunks]
+        timings["sparse"] += time.perf_counter() - started
+        started = time.perf_counter()
+        offset = 0
+        for document, doc_chunks in group:
+            vectors = dense[offset : offset + len(doc_chunks)]
+            doc_sparse = sparse_vectors[offset : offset + len(doc_chunks)]
+            offset += len(doc_chunks)
+            self.store.upsert_chunks(doc_chunks, vectors, doc_sparse)
+            self.store.delete_chunks(document.id, keep=[c.id for c in doc_chunks])
+            tokens = sum(c.token_count for c in doc_chunks)
+            stats = {"chunk_count": len(doc_chunks), "token_count": tokens}
+            self.store.put_document(document, plan.markers[str(document.id)], stats)
+            report.documents_indexed += 1
+            report.chunks_written += len(doc_chunks)
+            report.tokens += tokens
+            report.truncated_chunks += sum(c.token_count > self.embedder.max_seq_length for c in doc_chunks)
+            report.max_chunk_tokens = max([report.max_chunk_tokens, *(c.token_count for c in doc_chunks)])
+            per_category[str(document.category)] += len(doc_chunks)
+            if self.after_document is not None:
+                self.after_document(str(document.id))
+        timings["load"] += time.perf_counter() - started
+
+    def run(self, authors: Iterable[str] | str | None = None) -> FeatureReport:
+        timings = {}
+        started = time.perf_counter()
+        snapshot = self.query(authors)
+        timings["query"] = time.perf_counter() - started
+        started = time.perf_counter()
+        plan = self.plan(snapshot)
+        timings["plan"] = time.perf_counter() - started
+        report = self.index(snapshot, plan, self.clean(snapshot, plan))
+        report.timings_s = {**{k: round(v, 3) for k, v in timings.items()}, **report.timings_s}
+        return report
+
+
+def resolve_author_names(authors: Iterable[str] | str | None) -> list[str]:
+    """[] means every author; "all" (or None) too."""
+    from llm_engineering.domain.documents import normalize_full_name
+
+    if authors is None or (isinstance(authors, str) and authors.strip().lower() == "all"):
+        return []
+    if isinstance(authors, str):
+        authors = [authors]
+    names = [normalize_full_name(a) for a in authors if a and a.strip()]
+    return [] if any(n.lower() == "all" for n in names) else sorted(set(names))
+
+
+def build_feature_engineering(settings: Any, **kwargs: Any) -> FeatureEngineering:
+    """Wire the concrete adapters from settings (warehouse, Qdrant, embedding model)."""
+    from llm_engineering.infrastructure.embeddings import get_embedding_model
+    from llm_engineering.infrastructure.mongo.warehouse import MongoWarehouse
+    from llm_engineering.infrastructure.qdrant import get_feature_store
+
+    return FeatureEngineering(
+        warehouse=kwargs.pop("warehouse", None) or MongoWarehouse(settings=settings),
+        store=kwargs.pop("store", None) or get_feature_store(settings),
+        embedder=kwargs.pop("embedder", None) or get_embedding_model(settings),
+        **kwargs,
+    )
+
+
+def run_feature_engineering(
+    settings: Any,
+    authors: Iterable[str] | str | None = None,
+    chunking: dict[DataCategory, ChunkingParams] | None = None,
+    **kwargs: Any,
+) -> FeatureReport:
+    """The whole feature pipeline in this process (the ZenML steps run the same stages)."""
+    report = build_feature_engineering(settings, chunking=chunking, **kwargs).run(authors)
+    logger.info(
+        "Features: {} new, {} changed, {} unchanged, {} removed; {} chunks written, {} in store",
+        report.new,
+        report.changed,
+        report.unchanged,
+        report.removed,
+        report.chunks_written,
+        report.chunks_total,
+    )
+    return report
+
+
+def parse_chunking(config: dict[str, Any] | None) -> dict[DataCategory, ChunkingParams]:
+    """{"articles": {"chunk_tokens": 200, "overlap_tokens": 32}, ...} from a YAML config -> typed params."""
+    out: dict[DataCategory, ChunkingParams] = {}
+    for key, values in (config or {}).items():
+        try:
+            category = DataCategory(key)
+        except ValueError as exc:
+            names = [str(c) for c in DOCUMENT_CATEGORIES]
+            raise ConfigurationError(f"chunking.{key}: unknown category (use one of {names})") from exc
+        out[category] = DEFAULT_CHUNKING[category].model_copy(update=dict(values or {}))
+        ChunkingParams.model_validate(out[category].model_dump())
+    return out

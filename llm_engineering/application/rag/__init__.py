@@ -1,0 +1,1 @@
+"""Retrieval-augmented generation: self-query, hybrid retrieval, fusion and reranking."""

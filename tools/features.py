@@ -1,0 +1,85 @@
+"""Run the `feature_engineering` pipeline: warehouse → clean → chunk → embed → Qdrant (incremental).
+
+python -m tools.features --config configs/feature_engineering.yaml [--no-zenml]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from tools._cli import bootstrap, load_yaml_config
+
+
+class FeatureParameters(BaseModel):
+    author_full_names: list[str] = Field(default_factory=lambda: ["all"])
+    chunking: dict[str, dict[str, Any]] | None = None
+
+    @field_validator("author_full_names", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+def read_feature_config(path: Path) -> FeatureParameters:
+    from llm_engineering.application.preprocessing.features import parse_chunking
+    from llm_engineering.domain.errors import ConfigurationError
+
+    data = load_yaml_config(path)
+    try:
+        params = FeatureParameters.model_validate(data.get("parameters", {}))
+    except ValidationError as exc:
+        problems = "; ".join(f"parameters.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigurationError(f"{path}: {problems}") from exc
+    try:
+        parse_chunking(params.chunking)
+    except (ValidationError, ConfigurationError) as exc:
+        raise ConfigurationError(f"{path}: parameters.chunking: {exc}") from exc
+    return params
+
+
+def format_table(rows: list[tuple[str, Any]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+@click.command()
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="Feature config YAML.")
+@click.option("--no-zenml", is_flag=True, help="Run the same stages in this process, without ZenML tracking.")
+@click.option("--verbose", is_flag=True)
+def main(config_path: Path, no_zenml: bool, verbose: bool) -> None:
+    settings = bootstrap(verbose)
+    from llm_engineering.domain.errors import LLMTwinError
+
+    try:
+        params = read_feature_config(config_path)
+        if no_zenml:
+            from llm_engineering.application.preprocessing.features import parse_chunking, run_feature_engineering
+
+            report = run_feature_engineering(settings, params.author_full_names, parse_chunking(params.chunking))
+            title = "Feature engineering (in-process)"
+        else:
+            from pipelines.feature_engineering import feature_engineering
+
+            run = feature_engineering.with_options(enable_cache=False)(
+                author_full_names=params.author_full_names, chunking=params.chunking
+            )
+            step = run.steps.get("chunk_embed_load")
+            if step is None or not step.outputs.get("feature_report"):
+                raise click.ClickException(f"pipeline run {run.name} ended with status {run.status} and no report")
+            report = step.outputs["feature_report"][0].load()
+            title = f"Feature engineering run {run.name}"
+    except LLMTwinError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"\n{title}:\n{format_table(report.summary_rows())}")
+    if report.truncated_chunks:
+        click.echo(f"\n{report.truncated_chunks} chunk(s) exceed the model window: that is a bug.", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
