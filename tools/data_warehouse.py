@@ -12,6 +12,26 @@ import click
 
 from tools._cli import bootstrap
 
+DATA_DIR_OPTION = click.option(
+    "--data-dir", required=True, type=click.Path(path_type=Path, file_okay=False), help="Folder of JSON files."
+)
+
+
+def _transfer(direction: str, data_dir: Path) -> None:
+    bootstrap()
+    from llm_engineering.application.warehouse.transfer import export_warehouse, import_warehouse
+    from llm_engineering.domain.errors import ImportFormatError, LLMTwinError
+    from llm_engineering.infrastructure.mongo.warehouse import MongoWarehouse
+
+    transfer = export_warehouse if direction == "export" else import_warehouse
+    try:
+        report = transfer(MongoWarehouse(), data_dir)
+    except ImportFormatError as exc:
+        raise click.ClickException(f"{exc}\nNothing was written.") from exc
+    except LLMTwinError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{direction.capitalize()}ed {data_dir}:\n{report.summary_table()}")
+
 
 @click.group()
 def main() -> None:
@@ -19,33 +39,15 @@ def main() -> None:
 
 
 @main.command("export")
-@click.option("--data-dir", required=True, type=click.Path(path_type=Path, file_okay=False), help="Target folder.")
+@DATA_DIR_OPTION
 def export_command(data_dir: Path) -> None:
-    bootstrap()
-    from llm_engineering.application.warehouse.transfer import export_warehouse
-    from llm_engineering.domain.errors import LLMTwinError
-    from llm_engineering.infrastructure.mongo.warehouse import MongoWarehouse
-
-    try:
-        report = export_warehouse(MongoWarehouse(), data_dir)
-    except LLMTwinError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"Exported to {data_dir}:\n{report.summary_table()}")
+    _transfer("export", data_dir)
 
 
 @main.command("import")
-@click.option("--data-dir", required=True, type=click.Path(path_type=Path, file_okay=False), help="Source folder.")
+@DATA_DIR_OPTION
 def import_command(data_dir: Path) -> None:
-    bootstrap()
-    from llm_engineering.application.warehouse.transfer import import_warehouse
-    from llm_engineering.domain.errors import LLMTwinError
-    from llm_engineering.infrastructure.mongo.warehouse import MongoWarehouse
-
-    try:
-        report = import_warehouse(MongoWarehouse(), data_dir)
-    except LLMTwinError as exc:
-        raise click.ClickException(f"{exc}\nNothing was written.") from exc
-    click.echo(f"Imported {data_dir}:\n{report.summary_table()}")
+    _transfer("import", data_dir)
 
 
 if __name__ == "__main__":

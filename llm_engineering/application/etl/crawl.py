@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from llm_engineering.application.crawlers.base import Crawler
 from llm_engineering.application.ports import WarehouseRepository
+from llm_engineering.application.tables import format_table
 from llm_engineering.domain.documents import UserDocument
 from llm_engineering.domain.errors import CrawlError
 
@@ -62,14 +63,12 @@ class CrawlReport(BaseModel):
     def summary_table(self) -> str:
         """A fixed-width table: one row per platform, one column per status, and the failures below."""
         statuses: list[LinkStatus] = ["inserted", "updated", "unchanged", "failed"]
-        rows = [["platform", *statuses]]
-        for platform, counts in self.counts_by_platform().items():
-            rows.append([platform, *(str(counts.get(s, 0)) for s in statuses)])
+        rows = [
+            [platform, *(counts.get(s, 0) for s in statuses)] for platform, counts in self.counts_by_platform().items()
+        ]
         totals = self.counts_by_status()
-        rows.append(["total", *(str(totals.get(s, 0)) for s in statuses)])
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
+        rows.append(["total", *(totals.get(s, 0) for s in statuses)])
+        lines = [format_table(["platform", *statuses], rows)]
         for failure in self.failures:
             lines.append(f"FAILED {failure.link}: {failure.error}")
         return "\n".join(lines)

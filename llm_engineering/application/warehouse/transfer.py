@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, ValidationError
 from tqdm.auto import tqdm
 
 from llm_engineering.application.ports import WarehouseRepository
+from llm_engineering.application.tables import format_table
 from llm_engineering.domain.documents import DOCUMENT_CLASSES, RawDocument, UserDocument
 from llm_engineering.domain.errors import ImportFormatError
 from llm_engineering.domain.types import DOCUMENT_CATEGORIES, DataCategory, Platform
@@ -42,12 +43,8 @@ class TransferReport(BaseModel):
 
     def summary_table(self) -> str:
         columns = sorted({key for counts in self.counts.values() for key in counts})
-        rows = [["collection", *columns]]
-        rows += [[name, *(str(counts.get(c, 0)) for c in columns)] for name, counts in self.counts.items()]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
+        rows = [[name, *(counts.get(c, 0) for c in columns)] for name, counts in self.counts.items()]
+        return format_table(["collection", *columns], rows)
 
 
 def export_warehouse(warehouse: WarehouseRepository, directory: Path) -> TransferReport:
