@@ -1,0 +1,402 @@
+"""The advanced RAG service: self-query → query expansion → filtered hybrid search per query → fusion and
+de-duplication → top-k context within the token budget → answer with citations [1], [2] mapped to links.
+
+Async end to end: LLM calls are awaited (self-query and expansion run concurrently, vLLM batches them); the
+blocking retriever (embedding + Qdrant) runs in a worker thread. Every stage is timed and, when Opik is
+configured, traced; timings and token counts are part of every answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from loguru import logger
+from pydantic import BaseModel, Field
+
+from llm_engineering.application.ports import Retriever
+from llm_engineering.application.rag.context import (
+    AssembledContext,
+    TokenCounter,
+    assemble_context,
+    context_budget,
+    merge_results,
+)
+from llm_engineering.application.rag.llm_self_query import LLMSelfQuery, SelfQueryResult
+from llm_engineering.application.rag.query_expansion import ExpansionResult, QueryExpander
+from llm_engineering.domain.chunks import RetrievalResult
+from llm_engineering.domain.errors import LLMTwinError
+from llm_engineering.domain.prompts import (
+    CHATML_GENERATION_PROMPT_TOKENS,
+    CHATML_TOKENS_PER_MESSAGE,
+    build_rag_messages,
+    cited_numbers,
+)
+from llm_engineering.settings import Settings
+
+Message = dict[str, str]
+
+
+class UnknownAuthorError(LLMTwinError):
+    """The request asked for an author the warehouse does not know (never created on the fly)."""
+
+    def __init__(self, author: str, known: Sequence[str]) -> None:
+        self.author = author
+        self.known = list(known)
+        shown = ", ".join(self.known[:20]) or "none yet"
+        super().__init__(f"unknown author {author!r}; known authors: {shown}")
+
+
+class Source(BaseModel):
+    number: int = Field(description="What the answer cites as [number].")
+    link: str
+    title: str
+    author: str
+    score: float = Field(description="Fused (reciprocal rank fusion) score across the expanded queries.")
+    cited: bool = False
+    chunk_id: str
+    document_id: str
+
+
+class RAGAnswer(BaseModel):
+    query: str
+    answer: str
+    sources: list[Source]
+    author: str | None = None
+    author_method: str = "none"  # request | llm | rule | none
+    expanded_queries: list[str] = Field(default_factory=list)
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    tokens: dict[str, Any] = Field(default_factory=dict)
+    finish_reason: str | None = None
+    model: str = ""
+    notes: list[str] = Field(default_factory=list)
+
+
+@dataclass
+class RAGEvent:
+    """A streamed event: kind 'sources' (data: list[Source]), 'delta' (data: str), 'done' (data: RAGAnswer)."""
+
+    kind: str
+    data: Any
+
+
+@dataclass
+class _Prepared:
+    query: str
+    messages: list[Message]
+    context: AssembledContext
+    sources: list[Source]
+    author: SelfQueryResult
+    expansion: ExpansionResult
+    max_tokens: int
+    notes: list[str]
+
+
+class RAGService:
+    def __init__(
+        self,
+        settings: Settings,
+        retriever: Retriever,
+        llm,  # infrastructure.llm.client.LLMClient
+        self_query: LLMSelfQuery,
+        expander: QueryExpander,
+        token_counter: TokenCounter,
+        tracer,  # infrastructure.llm.monitoring.Tracer
+    ) -> None:
+        self.settings = settings
+        self.retriever = retriever
+        self.llm = llm
+        self.self_query = self_query
+        self.expander = expander
+        self.token_counter = token_counter
+        self.tracer = tracer
+        # One search at a time: qdrant-client local mode and the embedding model are not documented thread-safe.
+        self._search_lock = threading.Lock()
+
+    # --- stages ---------------------------------------------------------------------------------------------
+    async def _author(self, query: str, author: str | None, trace) -> SelfQueryResult:
+        with trace.stage("self_query", input={"query": query, "author": author}) as stage:
+            if author:
+                resolved = await self.self_query.resolve_author(author)
+                if resolved is None:
+                    raise UnknownAuthorError(author, await self.self_query.known_authors())
+                result = SelfQueryResult(author=resolved, method="request")
+            elif self.settings.rag_use_llm_self_query:
+                result = await self.self_query.extract(query)
+            else:
+                rule = await asyncio.to_thread(self.self_query.rule_based.extract_author, query)
+                result = SelfQueryResult(author=rule, method="rule" if rule else "none")
+            stage.output = {"author": result.author, "method": result.method, "note": result.note}
+            stage.usage = _usage(result.prompt_tokens, result.completion_tokens)
+            stage.model = self.llm.model if result.prompt_tokens else None
+            return result
+
+    async def _expand(self, query: str, n: int, trace) -> ExpansionResult:
+        with trace.stage("query_expansion", input={"query": query, "n": n}, span_type="llm") as stage:
+            result = await self.expander.expand(query, n)
+            stage.output = {"queries": result.queries, "rejected": result.rejected, "fallback": result.fallback_reason}
+            stage.usage = _usage(result.prompt_tokens, result.completion_tokens)
+            stage.model = self.llm.model
+            return result
+
+    def _search_all(self, queries: Sequence[str], k: int, author: str | None) -> list[RetrievalResult]:
+        with self._search_lock:
+            return [self.retriever.search(q, k=k, author=author) for q in queries]
+
+    async def _prepare(
+        self, query: str, k: int | None, author: str | None, history: Sequence[Message], max_tokens: int | None, trace
+    ) -> _Prepared:
+        k = k or self.settings.rag_k
+        max_tokens = max_tokens or self.settings.rag_max_answer_tokens
+        notes: list[str] = []
+        author_result, expansion = await asyncio.gather(
+            self._author(query, author, trace), self._expand(query, self.settings.rag_expand_n, trace)
+        )
+        if author_result.note:
+            notes.append(f"self-query: {author_result.note}")
+        if expansion.fallback_reason:
+            notes.append(f"query expansion: {expansion.fallback_reason}")
+
+        with trace.stage("search", input={"queries": expansion.queries, "author": author_result.author}) as stage:
+            fetch_k = max(2 * k, 5)  # fusion needs more than k candidates per query to reorder anything
+            results = await asyncio.to_thread(self._search_all, expansion.queries, fetch_k, author_result.author)
+            stage.output = {"hits_per_query": [len(r.hits) for r in results]}
+        with trace.stage("fusion") as stage:
+            merged = merge_results(results)
+            stage.output = {"candidates": len(merged), "top": [str(h.chunk.id) for h in merged[:k]]}
+
+        with trace.stage("context") as stage:
+            history = self._fit_history(query, history, max_tokens)
+            fixed = self._prompt_tokens(build_rag_messages(query, [], history))
+            budget = context_budget(self.settings.llm_max_model_len, max_tokens, fixed)
+            if budget <= 0:
+                # The question alone fills the window: answer with a shorter budget rather than fail upstream.
+                max_tokens = max(16, self.settings.llm_max_model_len - fixed - 16)
+                budget = 0
+                notes.append("context: question too long for any context")
+            context = assemble_context(merged, k, budget, self.token_counter)
+            messages = build_rag_messages(query, context.passages, history)
+            stage.output = {
+                "passages": len(context.passages),
+                "context_tokens": context.context_tokens,
+                "budget_tokens": budget,
+                "truncated": context.truncated,
+                "counter": context.counter,
+            }
+        if context.truncated:
+            notes.append("context: last passage truncated to fit the model's window")
+        sources = [
+            Source(
+                number=p.number,
+                link=hit.chunk.link,
+                title=hit.chunk.title,
+                author=hit.chunk.author_full_name,
+                score=round(hit.score, 6),
+                chunk_id=str(hit.chunk.id),
+                document_id=str(hit.chunk.document_id),
+            )
+            for p, hit in zip(context.passages, context.hits, strict=True)
+        ]
+        return _Prepared(query, messages, context, sources, author_result, expansion, max_tokens, notes)
+
+    def _prompt_tokens(self, messages: Sequence[Message]) -> int:
+        counted = sum(self.token_counter.count(m["content"]) + CHATML_TOKENS_PER_MESSAGE for m in messages)
+        return counted + CHATML_GENERATION_PROMPT_TOKENS
+
+    def _fit_history(self, query: str, history: Sequence[Message], max_tokens: int) -> list[Message]:
+        """Earlier turns, oldest dropped first, so that they take at most half of the non-answer window."""
+        allowance = (self.settings.llm_max_model_len - max_tokens) // 2
+        kept = list(history)
+        while kept and self._prompt_tokens(build_rag_messages(query, [], kept)) > allowance:
+            kept.pop(0)
+        return kept
+
+    def _answer_model(self, prepared: _Prepared, text: str, trace, usage: dict[str, int], finish: str | None):
+        cited = set(cited_numbers(text, len(prepared.sources)))
+        for source in prepared.sources:
+            source.cited = source.number in cited
+        exp, sq = prepared.expansion, prepared.author
+        tokens = {
+            "prompt": usage.get("prompt_tokens", 0),
+            "completion": usage.get("completion_tokens", 0),
+            "context": prepared.context.context_tokens,
+            "context_budget": prepared.context.budget_tokens,
+            "expansion": {"prompt": exp.prompt_tokens, "completion": exp.completion_tokens},
+            "self_query": {"prompt": sq.prompt_tokens, "completion": sq.completion_tokens},
+            "counter": prepared.context.counter,
+        }
+        timings = dict(trace.timings_ms)
+        timings["total"] = trace.total_ms()
+        return RAGAnswer(
+            query=prepared.query,
+            answer=text,
+            sources=prepared.sources,
+            author=sq.author,
+            author_method=sq.method,
+            expanded_queries=exp.queries,
+            timings_ms=timings,
+            tokens=tokens,
+            finish_reason=finish,
+            model=self.llm.model,
+            notes=prepared.notes,
+        )
+
+    def _log(self, answer: RAGAnswer) -> None:
+        logger.info(
+            "rag query={!r} author={} sources={} timings_ms={} tokens={}",
+            answer.query[:80],
+            answer.author,
+            len(answer.sources),
+            answer.timings_ms,
+            {k: v for k, v in answer.tokens.items() if k in ("prompt", "completion", "context")},
+        )
+
+    # --- public API -------------------------------------------------------------------------------------------
+    async def answer(
+        self,
+        query: str,
+        k: int | None = None,
+        author: str | None = None,
+        history: Sequence[Message] = (),
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> RAGAnswer:
+        trace = self.tracer.start("rag", input={"query": query, "k": k, "author": author})
+        try:
+            prepared = await self._prepare(query, k, author, history, max_tokens, trace)
+            with trace.stage("generation", input={"messages": prepared.messages}, span_type="llm") as stage:
+                result = await self.llm.chat(
+                    prepared.messages,
+                    max_tokens=prepared.max_tokens,
+                    temperature=self.settings.rag_temperature if temperature is None else temperature,
+                )
+                stage.output = {"answer": result.text, "finish_reason": result.finish_reason}
+                stage.usage = _usage(result.prompt_tokens, result.completion_tokens)
+                stage.model = self.llm.model
+            answer = self._answer_model(
+                prepared,
+                result.text,
+                trace,
+                {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens},
+                result.finish_reason,
+            )
+        except BaseException as exc:
+            trace.end(error=exc)
+            raise
+        trace.end(output={"answer": answer.answer, "sources": [s.link for s in answer.sources]})
+        self._log(answer)
+        return answer
+
+    async def stream(
+        self,
+        query: str,
+        k: int | None = None,
+        author: str | None = None,
+        history: Sequence[Message] = (),
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[RAGEvent]:
+        """Yield 'sources' first (before any token), then 'delta' pieces, then 'done' with the full RAGAnswer."""
+        trace = self.tracer.start("rag_stream", input={"query": query, "k": k, "author": author})
+        try:
+            prepared = await self._prepare(query, k, author, history, max_tokens, trace)
+            yield RAGEvent("sources", prepared.sources)
+            pieces: list[str] = []
+            usage: dict[str, int] = {}
+            finish: str | None = None
+            with trace.stage("generation", input={"messages": prepared.messages}, span_type="llm") as stage:
+                async for delta in self.llm.stream_chat(
+                    prepared.messages,
+                    max_tokens=prepared.max_tokens,
+                    temperature=self.settings.rag_temperature if temperature is None else temperature,
+                ):
+                    if delta.text:
+                        if not pieces:
+                            trace.timings_ms["first_token"] = trace.total_ms()
+                        pieces.append(delta.text)
+                        yield RAGEvent("delta", delta.text)
+                    if delta.completion_tokens is not None:
+                        usage = {
+                            "prompt_tokens": delta.prompt_tokens or 0,
+                            "completion_tokens": delta.completion_tokens,
+                        }
+                        finish = delta.finish_reason
+                stage.output = {"answer": "".join(pieces), "finish_reason": finish}
+                stage.usage = _usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
+                stage.model = self.llm.model
+            answer = self._answer_model(prepared, "".join(pieces), trace, usage, finish)
+        except BaseException as exc:
+            trace.end(error=exc)
+            raise
+        trace.end(output={"answer": answer.answer, "sources": [s.link for s in answer.sources]})
+        self._log(answer)
+        yield RAGEvent("done", answer)
+
+    async def check_ready(self) -> dict[str, dict[str, Any]]:
+        """{"warehouse"|"vector_store"|"llm": {"ok": bool, "detail": str}} — each checked independently."""
+
+        async def warehouse() -> tuple[bool, str]:
+            # Uncached on purpose (known_authors() caches for a minute): readiness must see a dead warehouse.
+            users = await asyncio.to_thread(self.self_query.rule_based.warehouse.list_users)
+            return True, f"{len(users)} authors"
+
+        async def vector_store() -> tuple[bool, str]:
+            result = await asyncio.to_thread(self._search_all, ["health check"], 1, None)
+            warning = result[0].metadata.get("warning")
+            return True, warning or f"search ok ({len(result[0].hits)} hit)"
+
+        async def llm() -> tuple[bool, str]:
+            return await self.llm.ready()
+
+        async def guarded(check) -> dict[str, Any]:
+            try:
+                ok, detail = await asyncio.wait_for(check(), timeout=10)
+            except Exception as exc:  # any failure is the answer ("not ready, because ...")
+                ok, detail = False, f"{type(exc).__name__}: {exc}"[:500]
+            return {"ok": ok, "detail": detail}
+
+        names = ("warehouse", "vector_store", "llm")
+        results = await asyncio.gather(*(guarded(c) for c in (warehouse, vector_store, llm)))
+        return dict(zip(names, results, strict=True))
+
+    async def aclose(self) -> None:
+        await self.llm.aclose()
+        self.tracer.flush()
+        close = getattr(self.retriever, "close", None)
+        if callable(close):
+            await asyncio.to_thread(close)
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int] | None:
+    if not prompt and not completion:
+        return None
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def build_rag_service(settings: Settings, retriever: Retriever | None = None) -> RAGService:
+    """The service wired with the real adapters. Creating it connects nothing; clients open on first use."""
+    from llm_engineering.application.rag.self_query import SelfQuery
+    from llm_engineering.infrastructure.llm.client import LLMClient
+    from llm_engineering.infrastructure.llm.monitoring import Tracer
+    from llm_engineering.infrastructure.llm.tokens import load_token_counter
+    from llm_engineering.infrastructure.mongo.warehouse import MongoWarehouse
+
+    if retriever is None:
+        from llm_engineering.application.rag.retriever import build_retriever
+
+        retriever = build_retriever(settings)
+    llm = LLMClient(settings)
+    # Helper calls are short: fail fast to the fallback instead of holding the request for llm_timeout_s.
+    helper_timeout = min(30.0, settings.llm_timeout_s)
+    return RAGService(
+        settings=settings,
+        retriever=retriever,
+        llm=llm,
+        self_query=LLMSelfQuery(SelfQuery(MongoWarehouse(settings=settings)), llm=llm, timeout_s=helper_timeout),
+        expander=QueryExpander(llm, timeout_s=helper_timeout),
+        token_counter=load_token_counter(settings),
+        tracer=Tracer(settings),
+    )

@@ -1,0 +1,77 @@
+"""Request and response bodies of the RAG service (REST and OpenAI-compatible)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llm_engineering.application.rag.rag_service import Source
+
+RAG_MODEL_ID = "llm-twin"  # what /v1/models lists; any `model` in a request gets the RAG twin
+
+
+class RAGRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(description="The question (1..INFERENCE_MAX_QUERY_CHARS characters).")
+    k: int | None = Field(default=None, ge=1, le=20, description="Passages in the context (default RAG_K).")
+    author: str | None = Field(default=None, max_length=200, description="Restrict to this warehouse author.")
+    max_tokens: int | None = Field(default=None, ge=1, le=4096)
+
+
+class RAGResponse(BaseModel):
+    query: str
+    answer: str
+    sources: list[Source]
+    author: str | None
+    author_method: str
+    expanded_queries: list[str]
+    timings_ms: dict[str, float]
+    tokens: dict[str, Any]
+    finish_reason: str | None
+    model: str
+    notes: list[str]
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")  # name, tool_call_id ... are accepted and ignored
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text or "" for part in self.content if part.type == "text")
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    # Unknown OpenAI parameters (presence_penalty, seed, ...) are accepted and ignored, as the SDK may send them.
+    model_config = ConfigDict(extra="allow")
+
+    model: str = RAG_MODEL_ID
+    messages: list[ChatMessage] = Field(min_length=1, max_length=200)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(default=None, ge=1, le=4096)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=4096)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    n: int = Field(default=1, ge=1, le=1, description="Only one choice is generated.")
+    # Extensions (ignored by other servers, harmless for the SDK via extra_body):
+    k: int | None = Field(default=None, ge=1, le=20)
+    author: str | None = Field(default=None, max_length=200)
+    sources_footer: bool = Field(default=True, description="Append 'Sources: [1] title — link' to the answer.")
