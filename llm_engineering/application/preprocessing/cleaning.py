@@ -24,17 +24,18 @@ _HSPACE = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
 _MANY_BLANK_LINES = re.compile(r"\n{3,}")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 
-# A whole line that is page furniture rather than the author's words. Anchored and only applied to short
-# lines, so a sentence that merely mentions "subscribe" is kept.
+# A whole line that is page furniture rather than the author's words. Anchored, with short wildcards, and only
+# applied to short lines, so a sentence that merely starts with "Subscribe to ..." is kept.
 _BOILERPLATE_MAX_CHARS = 120
 _BOILERPLATE_LINES = (
     r"subscribe|sign up|sign in|log in|follow|share|like|comment|repost|send|reply|listen|save|clap",
-    r"get the app|open in app|read more|see more|show more|load more|more from .*|top highlight",
+    r"get the app|open in app|read more|see more|show more|load more|more from .{0,40}|top highlight",
     r"member-only story|recommended from medium|responses? \(\d+\)|write a response|back to top",
     r"skip to (?:main )?content|menu|home|privacy(?: policy)?|terms(?: of (?:service|use))?",
-    r"cookie (?:policy|settings)|accept(?: all)? cookies|discover more from .*|already have an account\?.*",
-    r"share this (?:post|article|story)|thanks for reading.*|(?:subscribe|sign up) (?:to|for) .*",
-    r"click here to subscribe.*|follow (?:me|us) on .*|originally published (?:at|on) .*",
+    r"cookie (?:policy|settings)|accept(?: all)? cookies|discover more from .{0,40}|written by .{0,60}",
+    r"already have an account\?.*",
+    r"share this (?:post|article|story)|thanks for reading.*|(?:subscribe|sign up) (?:to|for) .{0,40}",
+    r"click here to subscribe.*|follow (?:me|us) on .{0,40}|originally published (?:at|on) .*",
     r"(?:copyright )?(?:©|\(c\)).*|all rights reserved.*|\d+ min read",
     r"\d+(?:\.\d+)?k? (?:likes?|comments?|reposts?|claps?|followers?|reactions?)",
     r"(?:like|comment|repost|send|share)(?:\s+(?:like|comment|repost|send|share))+",
