@@ -25,6 +25,7 @@ from llm_engineering.application.rag.context import (
     context_budget,
     merge_results,
 )
+from llm_engineering.application.rag.fusion import dedupe_by_document
 from llm_engineering.application.rag.llm_self_query import LLMSelfQuery, SelfQueryResult
 from llm_engineering.application.rag.query_expansion import ExpansionResult, QueryExpander
 from llm_engineering.domain.chunks import RetrievalResult
@@ -165,7 +166,8 @@ class RAGService:
             results = await asyncio.to_thread(self._search_all, expansion.queries, fetch_k, author_result.author)
             stage.output = {"hits_per_query": [len(r.hits) for r in results]}
         with trace.stage("fusion") as stage:
-            merged = merge_results(results)
+            # One passage per document: repeated links make citations ambiguous and waste the small context.
+            merged = dedupe_by_document(merge_results(results))
             stage.output = {"candidates": len(merged), "top": [str(h.chunk.id) for h in merged[:k]]}
 
         with trace.stage("context") as stage:
@@ -299,34 +301,47 @@ class RAGService:
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> AsyncIterator[RAGEvent]:
-        """Yield 'sources' first (before any token), then 'delta' pieces, then 'done' with the full RAGAnswer."""
+        """Yield 'sources', then 'delta' pieces, then 'done' with the full RAGAnswer.
+
+        'sources' is yielded only once the LLM has produced its first piece, so an unreachable or failing LLM
+        raises before anything is yielded and the API can still answer with a real status code (503/504).
+        """
         trace = self.tracer.start("rag_stream", input={"query": query, "k": k, "author": author})
         try:
             prepared = await self._prepare(query, k, author, history, max_tokens, trace)
-            yield RAGEvent("sources", prepared.sources)
             pieces: list[str] = []
             usage: dict[str, int] = {}
             finish: str | None = None
+            sources_sent = False
             with trace.stage("generation", input={"messages": prepared.messages}, span_type="llm") as stage:
-                async for delta in self.llm.stream_chat(
+                deltas = self.llm.stream_chat(
                     prepared.messages,
                     max_tokens=prepared.max_tokens,
                     temperature=self.settings.rag_temperature if temperature is None else temperature,
-                ):
-                    if delta.text:
-                        if not pieces:
-                            trace.timings_ms["first_token"] = trace.total_ms()
-                        pieces.append(delta.text)
-                        yield RAGEvent("delta", delta.text)
-                    if delta.completion_tokens is not None:
-                        usage = {
-                            "prompt_tokens": delta.prompt_tokens or 0,
-                            "completion_tokens": delta.completion_tokens,
-                        }
-                        finish = delta.finish_reason
+                )
+                try:
+                    async for delta in deltas:
+                        if not sources_sent:
+                            sources_sent = True
+                            yield RAGEvent("sources", prepared.sources)
+                        if delta.text:
+                            if not pieces:
+                                trace.timings_ms["first_token"] = trace.total_ms()
+                            pieces.append(delta.text)
+                            yield RAGEvent("delta", delta.text)
+                        if delta.completion_tokens is not None:
+                            usage = {
+                                "prompt_tokens": delta.prompt_tokens or 0,
+                                "completion_tokens": delta.completion_tokens,
+                            }
+                            finish = delta.finish_reason
+                finally:
+                    await deltas.aclose()  # the consumer may stop early: end the upstream request too
                 stage.output = {"answer": "".join(pieces), "finish_reason": finish}
                 stage.usage = _usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
                 stage.model = self.llm.model
+            if not sources_sent:
+                yield RAGEvent("sources", prepared.sources)
             answer = self._answer_model(prepared, "".join(pieces), trace, usage, finish)
         except BaseException as exc:
             trace.end(error=exc)

@@ -1,0 +1,134 @@
+"""The RAG service's guard rails without an LLM: validation, auth, limits, errors that name the fix.
+
+Real parts: the app, the real RAG service wired by build_rag_service, the real warehouse (nx-27017 from the
+session fixture) and an empty Qdrant in local mode. The LLM URL points at a closed port on purpose.
+"""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from llm_engineering.infrastructure.local_services import find_free_port
+
+
+@pytest.fixture
+def api_settings(settings):
+    return settings.model_copy(
+        update={
+            "llm_base_url": f"http://127.0.0.1:{find_free_port()}/v1",  # nothing listens there
+            "llm_max_retries": 0,
+            "inference_max_query_chars": 2000,
+        }
+    )
+
+
+@pytest.fixture
+def client(api_settings):
+    from llm_engineering.infrastructure.api.app import create_app
+
+    with TestClient(create_app(api_settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def test_health_models_and_chat_page(client):
+    assert client.get("/health").json()["status"] == "ok"
+    assert client.get("/v1/models").json()["data"][0]["id"] == "llm-twin"
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'id="question"' in page.text and 'maxlength="2000"' in page.text
+    assert "http://" not in page.text and "https://" not in page.text  # no CDN, nothing fetched from outside
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "needle"),
+    [
+        ("/rag", {"query": ""}, "must not be empty"),
+        ("/rag", {"query": " \n\t "}, "must not be empty"),
+        ("/rag", {"query": "x" * 100_000}, "the limit is 2000"),
+        ("/rag", {"query": 42}, "query"),
+        ("/rag", {"query": None}, "query"),
+        ("/rag", {"query": "ok", "k": "many"}, "k"),
+        ("/rag", {"query": "ok", "k": 500}, "k"),
+        ("/rag", {"query": "ok", "surprise": 1}, "surprise"),
+        ("/rag", {}, "query"),
+        ("/v1/chat/completions", {"messages": []}, "messages"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": ""}]}, "must not be empty"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x" * 100_000}]}, "limit"),
+        ("/v1/chat/completions", {"messages": [{"role": "wizard", "content": "hi"}]}, "role"),
+        ("/v1/chat/completions", {"messages": [{"role": "assistant", "content": "hi"}]}, "last message"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "n": 2}, "n"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "temperature": 9}, "temperature"),
+        ("/v1/chat/completions", {"messages": "hi"}, "messages"),
+    ],
+)
+def test_bad_inputs_get_422_with_a_clear_short_message(client, path, payload, needle):
+    response = client.post(path, json=payload)
+    assert response.status_code == 422, response.text[:300]
+    body = response.json()
+    assert needle in body["detail"] and body["error"]["type"] == "invalid_request_error"
+    assert len(response.text) < 3000 and "Traceback" not in response.text  # never echoes the 100k input
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"", b"null", b"[1, 2]", b'"just a string"'])
+def test_invalid_json_is_4xx(client, content):
+    response = client.post("/rag", content=content, headers={"content-type": "application/json"})
+    assert 400 <= response.status_code < 500
+
+
+def test_oversized_body_is_413(client):
+    response = client.post("/rag", content=b"{" + b" " * 1_200_000 + b"}", headers={"content-type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_unreachable_llm_is_503_naming_the_setting(client):
+    response = client.post("/rag", json={"query": "What is reciprocal rank fusion?"})
+    assert response.status_code == 503
+    assert "LLM_BASE_URL" in response.json()["detail"] and "Traceback" not in response.text
+    assert response.headers["retry-after"].isdigit()
+    streamed = client.post(
+        "/v1/chat/completions", json={"messages": [{"role": "user", "content": "What is RRF?"}], "stream": True}
+    )
+    assert streamed.status_code == 503 and "LLM_BASE_URL" in streamed.json()["error"]["message"]
+    assert client.get("/health").json()["in_flight"] == 0  # failed requests release their slot
+
+
+def test_ready_names_the_dependency_that_is_down(client):
+    response = client.get("/ready")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["not_ready"] == ["llm"]
+    assert "LLM_BASE_URL" in body["checks"]["llm"]["detail"]
+    assert body["checks"]["warehouse"]["ok"] and body["checks"]["vector_store"]["ok"]
+
+
+def test_unknown_author_is_422_and_creates_no_user(client, warehouse):
+    response = client.post("/rag", json={"query": "What is RRF?", "author": "Nobody Known"})
+    assert response.status_code == 422 and "unknown author" in response.json()["detail"]
+    assert warehouse.find_user("Nobody Known") is None
+
+
+def test_api_key_is_enforced_when_configured(api_settings):
+    from pydantic import SecretStr
+
+    from llm_engineering.infrastructure.api.app import create_app
+
+    app = create_app(api_settings.model_copy(update={"inference_api_key": SecretStr("k3y")}))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        missing = client.post("/rag", json={"query": "hi"})
+        assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+        assert "API key" in missing.json()["detail"]
+        assert client.post("/v1/chat/completions", json={"messages": []}).status_code == 401  # auth before parsing
+        assert client.get("/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert client.get("/v1/models", headers={"Authorization": "Bearer k3y"}).status_code == 200
+        assert client.get("/v1/models", headers={"X-API-Key": "k3y"}).status_code == 200
+        assert client.get("/health").status_code == 200
+
+
+def test_in_flight_limiter_refuses_instead_of_queueing():
+    from llm_engineering.infrastructure.api.app import InFlightLimiter
+
+    limiter = InFlightLimiter(2)
+    assert limiter.try_acquire() and limiter.try_acquire() and not limiter.try_acquire()
+    limiter.release()
+    assert limiter.try_acquire()
