@@ -143,6 +143,7 @@ class CrossEncoderReranker:
 
     def __init__(self, model_id: str, device: str = "cpu") -> None:
         self.model_id = model_id
+        self.path = resolve_model_path(model_id)
         self.device = device
         self._model: Any = None
         self._lock = threading.Lock()
@@ -155,7 +156,7 @@ class CrossEncoderReranker:
 
                 logger.info("Loading reranker {}", self.model_id)
                 try:
-                    self._model = CrossEncoder(self.model_id, device=self.device)
+                    self._model = CrossEncoder(self.path, device=self.device)
                 except OSError as exc:
                     raise ConfigurationError(
                         f"Cannot load RERANKER_MODEL_ID={self.model_id!r} ({exc}). Unset it to use the fused "
@@ -196,6 +197,6 @@ def get_reranker(settings: Settings) -> CrossEncoderReranker | None:
     with _registry_lock:
         reranker = _rerankers.get(key)
         if reranker is None:
-            reranker = CrossEncoderReranker(resolve_model_path(settings.reranker_model_id), settings.embedding_device)
+            reranker = CrossEncoderReranker(*key)
             _rerankers[key] = reranker
     return reranker
