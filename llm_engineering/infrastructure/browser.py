@@ -65,6 +65,7 @@ class BrowserSession:
         self._driver: WebDriver | None = None
         self._profile_dir: str | None = None
         self._page_load_timeout: float | None = None
+        self._start_error: str | None = None
         self._lock = threading.Lock()
 
     @property
@@ -75,7 +76,14 @@ class BrowserSession:
     def driver(self) -> WebDriver:
         with self._lock:
             if self._driver is None:
-                self._driver = self._start()
+                # A browser that cannot start will not start for the next link either: fail the rest fast.
+                if self._start_error:
+                    raise ServiceUnavailableError(self._start_error)
+                try:
+                    self._driver = self._start()
+                except ServiceUnavailableError as exc:
+                    self._start_error = str(exc)
+                    raise
             return self._driver
 
     def _start(self) -> WebDriver:
@@ -162,6 +170,7 @@ class BrowserSession:
         with self._lock:
             driver, self._driver = self._driver, None
             self._page_load_timeout = None
+            self._start_error = None
         if driver is not None:
             try:
                 driver.quit()
