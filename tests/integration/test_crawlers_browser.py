@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +27,10 @@ pytestmark = pytest.mark.browser
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     settings = Settings(data_dir=tmp_path_factory.mktemp("browser"))
     if not (Path(settings.chromium_binary).is_file() and Path(settings.chromedriver_path).is_file()):
-        pytest.skip("Chromium not installed: apt-get install -y chromium chromium-driver")
+        message = "Chromium not installed: apt-get install -y chromium chromium-driver (bash tools/setup.sh --test)"
+        if os.environ.get("CI"):  # CI installs Chromium: a missing browser there is a failure, not a skip
+            pytest.fail(message)
+        pytest.skip(message)
     return settings
 
 
