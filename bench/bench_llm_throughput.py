@@ -83,9 +83,12 @@ async def vllm_run(base_url: str, model: str, concurrency: int, requests: int, m
     }
 
 
-def transformers_run(model_dir: str, requests: int, max_tokens: int, dtype: str) -> dict:
+def transformers_run(model_dir: str, requests: int, max_tokens: int, dtype: str, threads: int | None = None) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if threads:
+        torch.set_num_threads(threads)
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).eval()
@@ -132,12 +135,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=16, help="vLLM requests per concurrency level (≥ level)")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--hf-requests", type=int, default=4, help="prompts in the sequential transformers loop")
-    parser.add_argument("--hf-dtype", default="float32", choices=["float32", "bfloat16"])
+    # Defaults mirror what vLLM gets here: bf16 ("auto" on an AVX512-BF16 CPU) and ONE compute thread (vLLM's
+    # CPU engine reserves the other core of a 2-core box for its HTTP front end). On a busy shared box a
+    # 2-thread torch loop is slower still (oversubscription), which would flatter vLLM: we take the fair one.
+    parser.add_argument("--hf-dtype", default="bfloat16", choices=["float32", "bfloat16"])
+    parser.add_argument("--hf-threads", type=int, default=1, help="torch threads for the transformers loop")
     parser.add_argument("--base-url", default=None, help="a running vLLM (default: start one from settings)")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "llm_throughput.json")
     args = parser.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    load_at_start = round(os.getloadavg()[0], 2)  # the box may be shared: record how busy it was
     from llm_engineering.model.inference_engine import start_llm_server, stop_llm_server
     from llm_engineering.model.prepare import resolve_model
     from llm_engineering.settings import get_settings
@@ -170,7 +178,7 @@ def main() -> None:
     finally:
         if started_here:
             stop_llm_server(settings)  # also frees the CPU for the transformers loop
-    hf = transformers_run(model_dir, args.hf_requests, args.max_tokens, args.hf_dtype)
+    hf = transformers_run(model_dir, args.hf_requests, args.max_tokens, args.hf_dtype, args.hf_threads)
     print(f"transformers sequential: {hf['tokens_per_s']:.1f} tok/s ({hf['dtype']}, {hf['torch_threads']} threads)")
     for result in vllm_results:
         result["speedup_vs_transformers"] = round(result["tokens_per_s"] / hf["tokens_per_s"], 2)
@@ -189,7 +197,12 @@ def main() -> None:
         },
         "transformers_sequential": hf,
         "goal": "speedup_vs_transformers >= 5 at concurrency 16",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_avg_1m_at_start": load_at_start,
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
