@@ -51,10 +51,12 @@ def accept_variant(variant: object, original: str, seen: list[str], max_chars: i
 
 
 class QueryExpander:
-    def __init__(self, llm, max_chars: int = 300, max_tokens: int = 160, timeout_s: float | None = None) -> None:
+    def __init__(
+        self, llm, max_chars: int = 300, max_tokens: int | None = None, timeout_s: float | None = None
+    ) -> None:
         self.llm = llm  # infrastructure.llm.client.LLMClient (anything with the same chat_json)
         self.max_chars = max_chars
-        self.max_tokens = max_tokens
+        self.max_tokens = max_tokens  # None: sized by n (a rephrasing rarely needs more than ~40 tokens)
         self.timeout_s = timeout_s
 
     async def expand(self, question: str, n: int) -> ExpansionResult:
@@ -66,7 +68,7 @@ class QueryExpander:
                 query_expansion_messages(question, n),
                 query_expansion_schema(n, self.max_chars),
                 name="query_expansion",
-                max_tokens=self.max_tokens,
+                max_tokens=self.max_tokens or 24 + 48 * n,
                 temperature=0.0,
                 timeout_s=self.timeout_s,
             )

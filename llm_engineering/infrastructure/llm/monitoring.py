@@ -2,8 +2,10 @@
 
 With `OPIK_URL` unset nothing Opik-related is imported or contacted: zero cost, zero log noise. With it set, one
 Opik client is created lazily; each request becomes a trace and each stage (self-query, expansion, search,
-fusion, context, generation) a span with its input, output, token usage and model. Opik sends in a background
-thread, so tracing never blocks a request; if the client cannot be created we log once and carry on untraced.
+fusion, context, generation) a span with its input, output, token usage, model and exact start/end times.
+Trace and spans are logged once, complete, when the request ends (no create-then-update round trips), and Opik
+sends them from a background thread, so tracing never blocks a request. If the client cannot be created we
+log once and carry on untraced.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from loguru import logger
@@ -24,53 +27,65 @@ from llm_engineering.settings import Settings
 class StageRecord:
     """What a stage reports about itself; filled inside the `with trace.stage(...)` block."""
 
+    name: str = ""
+    span_type: str = "general"
+    input: dict[str, Any] | None = None
     output: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     usage: dict[str, int] | None = None  # {"prompt_tokens", "completion_tokens", "total_tokens"}
     model: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    error: BaseException | None = None
+
+
+def _error_info(error: BaseException) -> dict[str, str]:
+    return {"exception_type": type(error).__name__, "message": str(error)[:500], "traceback": ""}
 
 
 class RequestTrace:
-    """One request: stage timings (ms) always; an Opik trace with one span per stage when enabled."""
+    """One request: stage timings (ms) always; stage records kept for Opik only when tracing is on."""
 
-    def __init__(self, opik_trace: Any | None = None) -> None:
-        self._opik_trace = opik_trace
-        self.timings_ms: dict[str, float] = {}
+    def __init__(
+        self,
+        client: Any | None = None,
+        name: str = "rag",
+        input: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        project: str | None = None,
+    ) -> None:
+        self._client = client
+        self._name = name
+        self._input = input
+        self._metadata = metadata or {}
+        self._project = project
+        self._stages: list[StageRecord] = []
+        self._start_time = datetime.now(UTC)
         self._started = time.perf_counter()
+        self.timings_ms: dict[str, float] = {}
 
     @property
     def traced(self) -> bool:
-        return self._opik_trace is not None
+        return self._client is not None
 
     @contextmanager
     def stage(
         self, name: str, input: dict[str, Any] | None = None, span_type: str = "general"
     ) -> Iterator[StageRecord]:
-        record = StageRecord()
-        span = (
-            self._safe(lambda: self._opik_trace.span(name=name, type=span_type, input=input)) if self.traced else None
-        )
+        record = StageRecord(name=name, span_type=span_type, input=input if self.traced else None)
+        record.start_time = datetime.now(UTC)
         started = time.perf_counter()
-        error: BaseException | None = None
         try:
             yield record
         except BaseException as exc:
-            error = exc
+            record.error = exc
             raise
         finally:
             self.timings_ms[name] = round((time.perf_counter() - started) * 1000, 1)
-            if span is not None:
-                kwargs: dict[str, Any] = {
-                    "output": record.output,
-                    "metadata": {**record.metadata, "duration_ms": self.timings_ms[name]},
-                }
-                if record.usage:
-                    kwargs["usage"] = record.usage
-                if record.model:
-                    kwargs["model"] = record.model
-                if error is not None:
-                    kwargs["error_info"] = {"exception_type": type(error).__name__, "message": str(error)[:500]}
-                self._safe(lambda: span.end(**kwargs))
+            if self.traced:
+                record.end_time = datetime.now(UTC)
+                record.metadata["duration_ms"] = self.timings_ms[name]
+                self._stages.append(record)
 
     def total_ms(self) -> float:
         return round((time.perf_counter() - self._started) * 1000, 1)
@@ -78,19 +93,44 @@ class RequestTrace:
     def end(self, output: dict[str, Any] | None = None, error: BaseException | None = None) -> None:
         if not self.traced:
             return
-        kwargs: dict[str, Any] = {"output": output, "metadata": {"timings_ms": self.timings_ms}}
-        if error is not None:
-            kwargs["error_info"] = {"exception_type": type(error).__name__, "message": str(error)[:500]}
-        self._safe(lambda: self._opik_trace.end(**kwargs))
+        client = self._client
+        self._client = None  # end once
 
-    @staticmethod
-    def _safe(call):
-        # Monitoring must never break answering: a tracing failure is logged at debug level and ignored.
+        def send() -> None:
+            from opik import id_helpers
+
+            trace_id = id_helpers.generate_id()
+            client.trace(
+                id=trace_id,
+                name=self._name,
+                start_time=self._start_time,
+                end_time=datetime.now(UTC),
+                input=self._input,
+                output=output,
+                metadata={**self._metadata, "timings_ms": self.timings_ms},
+                error_info=_error_info(error) if error is not None else None,
+                project_name=self._project,
+            )
+            for record in self._stages:
+                client.span(
+                    trace_id=trace_id,
+                    name=record.name,
+                    type=record.span_type,
+                    start_time=record.start_time,
+                    end_time=record.end_time,
+                    input=record.input,
+                    output=record.output,
+                    metadata=record.metadata,
+                    usage=record.usage,
+                    model=record.model,
+                    error_info=_error_info(record.error) if record.error is not None else None,
+                    project_name=self._project,
+                )
+
         try:
-            return call()
-        except Exception as exc:
-            logger.debug(f"Opik tracing call failed: {exc!r}")
-            return None
+            send()
+        except Exception as exc:  # monitoring must never break answering
+            logger.debug(f"Opik tracing failed: {exc!r}")
 
 
 class Tracer:
@@ -103,7 +143,9 @@ class Tracer:
         self._lock = threading.Lock()
         self._failed = False
 
-    def _opik(self) -> Any | None:
+    @property
+    def client(self) -> Any | None:
+        """The Opik client (created on first use), or None when tracing is off or unavailable."""
         if not self.enabled or self._failed:
             return None
         with self._lock:
@@ -123,19 +165,12 @@ class Tracer:
                     logger.warning(f"Opik tracing disabled: cannot create a client for OPIK_URL: {exc}")
         return self._client
 
-    @property
-    def client(self) -> Any | None:
-        return self._opik()
-
     def start(self, name: str, input: dict[str, Any], metadata: dict[str, Any] | None = None) -> RequestTrace:
-        client = self._opik()
-        if client is None:
-            return RequestTrace()
-        trace = RequestTrace._safe(
-            lambda: client.trace(name=name, input=input, metadata=metadata, project_name=self._settings.opik_project)
-        )
-        return RequestTrace(trace)
+        return RequestTrace(self.client, name, input, metadata, self._settings.opik_project)
 
     def flush(self) -> None:
         if self._client is not None:
-            RequestTrace._safe(lambda: self._client.flush(timeout=5))
+            try:
+                self._client.flush(timeout=5)
+            except Exception as exc:
+                logger.debug(f"Opik flush failed: {exc!r}")
