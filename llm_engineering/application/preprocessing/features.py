@@ -13,6 +13,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 from loguru import logger
@@ -77,6 +78,7 @@ class FeaturePlan(BaseModel):
     removed: list[str] = Field(default_factory=list)
     markers: dict[str, str] = Field(default_factory=dict)  # document id -> marker to write when done
     rebuilt: bool = False  # the store was recreated (embedding size changed)
+    had_points: list[str] = Field(default_factory=list)  # documents with chunks or a marker before this run
 
     @property
     def to_index(self) -> set[str]:
@@ -142,7 +144,7 @@ class FeatureEngineering:
         store: FeatureStore,
         embedder: Embedder,
         chunking: dict[DataCategory, ChunkingParams] | None = None,
-        batch_chunks: int = 256,
+        batch_chunks: int = 512,
         show_progress: bool = True,
         after_document: Callable[[str], None] | None = None,
     ) -> None:
@@ -201,6 +203,7 @@ class FeatureEngineering:
         # Gone from the warehouse: indexed (marker) or half-indexed (chunks without a marker yet).
         indexed = set(stored) | self.store.chunk_document_ids()
         plan.removed = sorted(indexed - in_warehouse)
+        plan.had_points = sorted(indexed & in_warehouse)
         return plan
 
     # --- stage 3: clean -------------------------------------------------------------------------------------------
@@ -231,34 +234,40 @@ class FeatureEngineering:
         per_category: Counter[str] = Counter()
         group: list[tuple[CleanedDocument, list[Chunk]]] = []
         progress = tqdm(total=0, unit="chunk", desc="embedding", disable=not self.show_progress)
-        for document in cleaned.documents:
-            started = time.perf_counter()
-            chunks = chunk_document(document, self.embedder, self.chunking[document.category])
-            timings["chunk"] += time.perf_counter() - started
-            progress.total += len(chunks)
-            group.append((document, chunks))
-            if sum(len(c) for _, c in group) >= self.batch_chunks:
-                self._flush(group, plan, report, per_category, timings, progress)
-                group = []
-        self._flush(group, plan, report, per_category, timings, progress)
-        progress.close()
+        # One writer thread: a group's Qdrant writes (I/O-bound, local mode commits per point) overlap with the
+        # next group's embedding (CPU-bound). At most one group is in flight and writes keep their order, so each
+        # document's marker still follows its chunks.
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature-writer")
+        pending: Future | None = None
+        had_points = set(plan.had_points)
+        try:
+            for position, document in enumerate(cleaned.documents):
+                started = time.perf_counter()
+                chunks = chunk_document(document, self.embedder, self.chunking[document.category])
+                timings["chunk"] += time.perf_counter() - started
+                progress.total += len(chunks)
+                group.append((document, chunks))
+                last = position == len(cleaned.documents) - 1
+                if last or sum(len(c) for _, c in group) >= self.batch_chunks:
+                    vectors = self._embed(group, timings, progress)
+                    if pending is not None:
+                        pending.result()  # surfaces a failed write before more work is queued
+                    pending = writer.submit(
+                        self._write, group, vectors, plan, had_points, report, per_category, timings
+                    )
+                    group = []
+            if pending is not None:
+                pending.result()
+        finally:
+            writer.shutdown(wait=True)
+            progress.close()
         report.chunks_per_category = dict(per_category)
         report.chunks_total = self.store.count_chunks()
         report.timings_s = {k: round(v, 3) for k, v in timings.items()}
         return report
 
-    def _flush(
-        self,
-        group: list[tuple[CleanedDocument, list[Chunk]]],
-        plan: FeaturePlan,
-        report: FeatureReport,
-        per_category: Counter[str],
-        timings: Counter[str],
-        progress: Any,
-    ) -> None:
-        """Embed a group of documents in one batched call, then write each document: chunks, stale cleanup, marker."""
-        if not group:
-            return
+    def _embed(self, group: list[tuple[CleanedDocument, list[Chunk]]], timings: Counter[str], progress: Any) -> tuple:
+        """Dense vectors for a group of documents in one batched call, plus their sparse vectors."""
         chunks = [c for _, doc_chunks in group for c in doc_chunks]
         started = time.perf_counter()
         dense = self.embedder.encode([c.text for c in chunks])
@@ -267,14 +276,29 @@ class FeatureEngineering:
         started = time.perf_counter()
         sparse_vectors = [sparse.document_vector(c.text) for c in chunks]
         timings["sparse"] += time.perf_counter() - started
+        return dense, sparse_vectors
+
+    def _write(
+        self,
+        group: list[tuple[CleanedDocument, list[Chunk]]],
+        vectors: tuple,
+        plan: FeaturePlan,
+        had_points: set[str],
+        report: FeatureReport,
+        per_category: Counter[str],
+        timings: Counter[str],
+    ) -> None:
+        """Per document: chunks, then removal of its stale chunks, then its marker (always last)."""
+        dense, sparse_vectors = vectors
         started = time.perf_counter()
         offset = 0
         for document, doc_chunks in group:
-            vectors = dense[offset : offset + len(doc_chunks)]
+            doc_dense = dense[offset : offset + len(doc_chunks)]
             doc_sparse = sparse_vectors[offset : offset + len(doc_chunks)]
             offset += len(doc_chunks)
-            self.store.upsert_chunks(doc_chunks, vectors, doc_sparse)
-            self.store.delete_chunks(document.id, keep=[c.id for c in doc_chunks])
+            self.store.upsert_chunks(doc_chunks, doc_dense, doc_sparse)
+            if str(document.id) in had_points:  # a brand-new document has nothing stale to remove
+                self.store.delete_chunks(document.id, keep=[c.id for c in doc_chunks])
             tokens = sum(c.token_count for c in doc_chunks)
             stats = {"chunk_count": len(doc_chunks), "token_count": tokens}
             self.store.put_document(document, plan.markers[str(document.id)], stats)

@@ -155,7 +155,7 @@ class HybridRetriever:
             return RetrievalResult(query=query, author_full_name=author_name, hits=[], metadata=metadata)
 
         started = time.perf_counter()
-        dense = None if mode == "sparse" else self.embedder.encode([query])[0].tolist()
+        dense = None if mode == "sparse" else self._encode_query(query)
         lexical = None if mode == "dense" else sparse.query_vector(query)
         timings["encode_ms"] = (time.perf_counter() - started) * 1000
 
@@ -178,6 +178,11 @@ class HybridRetriever:
         metadata["author_source"] = author_source
         metadata["timings_ms"] = {key: round(v, 2) for key, v in timings.items()}
         return RetrievalResult(query=query, author_full_name=author_name, hits=hits, metadata=metadata)
+
+    def _encode_query(self, query: str) -> list[float]:
+        encode_query = getattr(self.embedder, "encode_query", None)
+        vector = encode_query(query) if encode_query is not None else self.embedder.encode([query])[0]
+        return vector.tolist()
 
     def _author_filter(self, query: str, author: str | None, metadata: dict[str, Any]) -> tuple[str | None, str | None]:
         if author and author.strip():
