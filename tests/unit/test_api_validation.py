@@ -132,3 +132,13 @@ def test_in_flight_limiter_refuses_instead_of_queueing():
     assert limiter.try_acquire() and limiter.try_acquire() and not limiter.try_acquire()
     limiter.release()
     assert limiter.try_acquire()
+
+
+def test_request_over_its_time_budget_is_504(api_settings):
+    from llm_engineering.infrastructure.api.app import create_app
+
+    app = create_app(api_settings.model_copy(update={"inference_request_timeout_s": 0.001}))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.post("/rag", json={"query": "What is RRF?"})
+        assert response.status_code == 504 and "timeout" in response.json()["detail"]
+        assert client.get("/health").json()["in_flight"] == 0
