@@ -7,9 +7,17 @@ session fixture) and an empty Qdrant in local mode. The LLM URL points at a clos
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 
 from llm_engineering.infrastructure.local_services import find_free_port
+
+# Starlette deprecates driving TestClient with httpx (wants `httpx2`, not installed here): harmless for us.
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+
+
+def TestClient(app, **kwargs):  # noqa: N802 - stands in for the class, imported lazily under the filter above
+    from fastapi.testclient import TestClient as _TestClient
+
+    return _TestClient(app, **kwargs)
 
 
 @pytest.fixture
