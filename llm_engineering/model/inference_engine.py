@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from loguru import logger
 
-from llm_engineering.domain.errors import ConfigurationError
+from llm_engineering.domain.errors import ConfigurationError, ServiceUnavailableError
 from llm_engineering.infrastructure.local_services import LocalService
 from llm_engineering.model.prepare import resolve_model
 from llm_engineering.settings import Settings
@@ -145,7 +145,12 @@ def start_llm_server(settings: Settings) -> bool:
     if service is None:
         logger.warning(f"LLM_BASE_URL={settings.llm_base_url} is remote and does not answer yet; not starting vLLM")
         return False
-    return service.start()
+    try:
+        return service.start()
+    except ServiceUnavailableError:
+        # Not ready in time (or crashed): do not leave a half-started vLLM eating the CPU in the background.
+        service.stop()
+        raise
 
 
 def stop_llm_server(settings: Settings) -> bool:

@@ -165,6 +165,8 @@ class RAGService:
             fetch_k = max(2 * k, 5)  # fusion needs more than k candidates per query to reorder anything
             results = await asyncio.to_thread(self._search_all, expansion.queries, fetch_k, author_result.author)
             stage.output = {"hits_per_query": [len(r.hits) for r in results]}
+        warnings = {r.metadata["warning"] for r in results if r.metadata.get("warning")}
+        notes.extend(f"search: {warning}" for warning in sorted(warnings))  # e.g. the feature store is empty
         with trace.stage("fusion") as stage:
             # One passage per document: repeated links make citations ambiguous and waste the small context.
             merged = dedupe_by_document(merge_results(results))

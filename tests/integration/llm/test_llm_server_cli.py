@@ -51,3 +51,21 @@ def test_remote_endpoint_is_never_started(tmp_path):
     settings = Settings(data_dir=tmp_path, llm_base_url="http://10.255.255.1:8000/v1")
     assert llm_server_service(settings) is None
     assert start_llm_server(settings) is False
+
+
+def test_a_server_that_dies_on_start_is_reported_with_its_log(tmp_path):
+    import pytest
+
+    from llm_engineering.domain.errors import ServiceUnavailableError
+    from llm_engineering.model.inference_engine import llm_server_service, start_llm_server
+    from llm_engineering.settings import Settings
+
+    settings = Settings(
+        data_dir=tmp_path,
+        llm_base_url=f"http://127.0.0.1:{find_free_port()}/v1",
+        llm_model_id=str(tmp_path),  # any existing local path is served as is
+        vllm_python="/bin/false",  # starts and exits 1 at once, like a broken vLLM install
+    )
+    with pytest.raises(ServiceUnavailableError, match="exited with code 1"):
+        start_llm_server(settings)
+    assert llm_server_service(settings).managed_pid() is None  # nothing left behind
