@@ -34,7 +34,7 @@ def plan_features(
 ) -> Annotated[FeaturePlan, "feature_plan"]:
     plan = _service(chunking).plan(snapshot)
     counts = {"new": len(plan.new), "changed": len(plan.changed), "unchanged": len(plan.unchanged)}
-    log_metadata(metadata={**counts, "removed": len(plan.removed), "store_rebuilt": plan.rebuilt})
+    log_metadata(metadata={**counts, "removed": len(plan.removed)})
     return plan
 
 
@@ -67,6 +67,7 @@ def chunk_embed_load(
             "truncated_chunks": report.truncated_chunks,
             "max_chunk_tokens": report.max_chunk_tokens,
             "chunks_in_store": report.chunks_total,
+            "store_rebuilt": report.store_rebuilt,
             "timings_s": report.timings_s,
             "embedding_model": report.embedding_model,
         }

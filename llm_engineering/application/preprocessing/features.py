@@ -77,7 +77,6 @@ class FeaturePlan(BaseModel):
     unchanged: list[str] = Field(default_factory=list)
     removed: list[str] = Field(default_factory=list)
     markers: dict[str, str] = Field(default_factory=dict)  # document id -> marker to write when done
-    rebuilt: bool = False  # the store was recreated (embedding size changed)
     had_points: list[str] = Field(default_factory=list)  # documents with chunks or a marker before this run
 
     @property
@@ -107,6 +106,7 @@ class FeatureReport(BaseModel):
     max_chunk_tokens: int = 0
     model_max_seq_length: int = 0
     chunks_total: int = 0  # points in the store after the run
+    store_rebuilt: bool = False  # collections recreated because the embedding size changed
     timings_s: dict[str, float] = Field(default_factory=dict)
     embedding_model: str = ""
 
@@ -186,10 +186,10 @@ class FeatureEngineering:
 
     # --- stage 2: compare with the store ----------------------------------------------------------------------
     def plan(self, snapshot: WarehouseSnapshot) -> FeaturePlan:
-        rebuilt = self.store.ensure_collections(self.embedder.dimension)
+        # No model is loaded here: an unchanged re-run compares hashes and never touches the weights.
         stored = self.store.markers()
         in_warehouse = set(snapshot.warehouse_document_ids)
-        plan = FeaturePlan(rebuilt=rebuilt)
+        plan = FeaturePlan()
         for doc in snapshot.documents():
             doc_id = str(doc.id)
             marker = document_marker(doc.content_hash, self.fingerprint)
@@ -227,6 +227,13 @@ class FeatureEngineering:
         )
         timings = Counter({"clean": cleaned.seconds})
         started = time.perf_counter()
+        if cleaned.documents:  # the model (and its vector size) is only needed when something is embedded
+            report.store_rebuilt = self.store.ensure_collections(self.embedder.dimension)
+            if report.store_rebuilt and plan.unchanged:  # same model id, new vector size: markers are gone too
+                logger.warning(
+                    "Feature store rebuilt (new vector size): {} unchanged documents get re-indexed by the next run",
+                    len(plan.unchanged),
+                )
         for doc_id in plan.removed:
             self.store.delete_document(doc_id)
         timings["remove"] += time.perf_counter() - started
