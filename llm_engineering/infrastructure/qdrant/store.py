@@ -19,6 +19,7 @@ from uuid import UUID
 from loguru import logger
 
 from llm_engineering.application.preprocessing.sparse import SparseVec
+from llm_engineering.application.rag.fusion import RRF_K
 from llm_engineering.domain.chunks import Chunk, CleanedDocument
 from llm_engineering.domain.documents import normalize_full_name
 
@@ -216,7 +217,7 @@ class QdrantFeatureStore:
             response = self.client.query_points(
                 self.chunks_collection,
                 prefetch=prefetch,
-                query=m.FusionQuery(fusion=m.Fusion.RRF),
+                query=m.RrfQuery(rrf=m.Rrf(k=RRF_K)),  # Qdrant's default k is 2; 60 as in rag/fusion.py
                 limit=limit,
                 with_payload=True,  # no top-level filter: both prefetches are filtered already (local mode
                 # evaluates every filter over every point in Python, so a third pass costs ~1/3 more)
