@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -17,6 +18,8 @@ from llm_engineering.settings import Settings, get_settings
 def bootstrap(verbose: bool = False) -> Settings:
     """Call first in every tool, before zenml or any model library is imported."""
     logger.remove()
+    # Per-request HTTP logs of the LLM client drown the summaries; warnings still show.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     logger.add(sys.stderr, level="DEBUG" if verbose else "INFO", format="<level>{level: <7}</level> {message}")
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,24 @@ def format_table(rows: list[tuple[str, Any]]) -> str:
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
 
 
+def run_feature_pipeline(settings: Any, params: FeatureParameters, use_zenml: bool = True) -> tuple[Any, str]:
+    """Run the feature stages through ZenML (or in this process) and return (FeatureReport, title)."""
+    if not use_zenml:
+        from llm_engineering.application.preprocessing.features import parse_chunking, run_feature_engineering
+
+        report = run_feature_engineering(settings, params.author_full_names, parse_chunking(params.chunking))
+        return report, "Feature engineering (in-process)"
+    from pipelines.feature_engineering import feature_engineering
+
+    run = feature_engineering.with_options(enable_cache=False)(
+        author_full_names=params.author_full_names, chunking=params.chunking
+    )
+    step = run.steps.get("chunk_embed_load")
+    if step is None or not step.outputs.get("feature_report"):
+        raise click.ClickException(f"pipeline run {run.name} ended with status {run.status} and no report")
+    return step.outputs["feature_report"][0].load(), f"Feature engineering run {run.name}"
+
+
 @click.command()
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="Feature config YAML.")
 @click.option("--no-zenml", is_flag=True, help="Run the same stages in this process, without ZenML tracking.")
@@ -56,23 +74,7 @@ def main(config_path: Path, no_zenml: bool, verbose: bool) -> None:
     from llm_engineering.domain.errors import LLMTwinError
 
     try:
-        params = read_feature_config(config_path)
-        if no_zenml:
-            from llm_engineering.application.preprocessing.features import parse_chunking, run_feature_engineering
-
-            report = run_feature_engineering(settings, params.author_full_names, parse_chunking(params.chunking))
-            title = "Feature engineering (in-process)"
-        else:
-            from pipelines.feature_engineering import feature_engineering
-
-            run = feature_engineering.with_options(enable_cache=False)(
-                author_full_names=params.author_full_names, chunking=params.chunking
-            )
-            step = run.steps.get("chunk_embed_load")
-            if step is None or not step.outputs.get("feature_report"):
-                raise click.ClickException(f"pipeline run {run.name} ended with status {run.status} and no report")
-            report = step.outputs["feature_report"][0].load()
-            title = f"Feature engineering run {run.name}"
+        report, title = run_feature_pipeline(settings, read_feature_config(config_path), use_zenml=not no_zenml)
     except LLMTwinError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"\n{title}:\n{format_table(report.summary_rows())}")
