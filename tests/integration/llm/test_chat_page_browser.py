@@ -11,29 +11,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 @pytest.fixture
 def browser(rag_corpus_settings):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    """The project's own Chromium session (same binaries and flags as the crawlers)."""
+    from llm_engineering.infrastructure.browser import BrowserSession
 
     if not shutil.which(rag_corpus_settings.chromium_binary) or not shutil.which(rag_corpus_settings.chromedriver_path):
         pytest.fail("Chromium is missing: apt-get install -y chromium chromium-driver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = rag_corpus_settings.chromium_binary
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=rag_corpus_settings.chromedriver_path), options=options)
+    session = BrowserSession(rag_corpus_settings)
     try:
-        yield driver
+        yield session.driver
     finally:
-        driver.quit()
+        session.close()
 
 
 def test_chat_page_streams_an_answer_and_lists_sources(rag_app, browser):
