@@ -82,14 +82,13 @@ def test_budget_arithmetic():
     assert context_budget(512, 500, 100) == 0
 
 
+@pytest.mark.slow
 def test_real_tokenizer_counts_and_truncates_on_token_boundaries():
-    from llm_engineering.model.prepare import packaged_model_dir
+    from llm_engineering.model.prepare import prepare_packaged_model
     from llm_engineering.settings import Settings
 
-    path = packaged_model_dir(Settings()) / "tokenizer.json"
-    if not path.exists():
-        pytest.skip("packaged model not prepared (poe prepare-models)")
-    counter = TokenizerCounter.from_file(path)
+    # The served model's own tokenizer (converted once from the packaged GGUF, then cached).
+    counter = TokenizerCounter.from_file(prepare_packaged_model(Settings()) / "tokenizer.json")
     text = "Reciprocal rank fusion merges dense and sparse rankings without score calibration."
     n = counter.count(text)
     assert 8 < n < len(text)
