@@ -72,6 +72,8 @@ def format_context(passages: Iterable[ContextPassage]) -> str:
 
 
 RAG_USER_TEMPLATE = "Context:\n{context}\n\nQuestion: {question}"
+# A small model sometimes starts echoing the prompt's own structure after its answer: stop there.
+RAG_ANSWER_STOP = ("\nQuestion:", "\nContext:")
 
 
 def rag_user_message(question: str, passages: Sequence[ContextPassage]) -> str:
