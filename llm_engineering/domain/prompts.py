@@ -76,6 +76,12 @@ RAG_USER_TEMPLATE = "Context:\n{context}\n\nQuestion: {question}"
 RAG_ANSWER_STOP = ("\nQuestion:", "\nContext:")
 
 
+def rag_answer_stop(passages: int) -> list[str]:
+    """Stop sequences for a RAG answer over `passages` numbered passages. A line opening with a passage number
+    past the last one can only be the start of an invented passage ("[4] Title (Author)"), never a citation."""
+    return [*RAG_ANSWER_STOP, *(f"\n[{n}] " for n in range(passages + 1, passages + 3))]
+
+
 def rag_user_message(question: str, passages: Sequence[ContextPassage]) -> str:
     return RAG_USER_TEMPLATE.format(context=format_context(passages), question=question.strip())
 

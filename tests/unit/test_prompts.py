@@ -57,3 +57,11 @@ def test_schemas_constrain_the_model():
     assert (
         "Ada Lovelace; Alan Turing" in prompts.self_query_messages("q", ["Ada Lovelace", "Alan Turing"])[1]["content"]
     )
+
+
+def test_answer_stops_before_an_invented_passage_but_not_at_a_citation():
+    from llm_engineering.domain.prompts import rag_answer_stop
+
+    stops = rag_answer_stop(3)
+    assert "\n[4] " in stops and "\nQuestion:" in stops
+    assert not any(stop in "As I wrote in [1], chunk by tokens.\n[3] says the same." for stop in stops)

@@ -33,9 +33,9 @@ from llm_engineering.domain.errors import LLMTwinError
 from llm_engineering.domain.prompts import (
     CHATML_GENERATION_PROMPT_TOKENS,
     CHATML_TOKENS_PER_MESSAGE,
-    RAG_ANSWER_STOP,
     build_rag_messages,
     cited_numbers,
+    rag_answer_stop,
 )
 from llm_engineering.settings import Settings
 
@@ -277,7 +277,7 @@ class RAGService:
                     prepared.messages,
                     max_tokens=prepared.max_tokens,
                     temperature=self.settings.rag_temperature if temperature is None else temperature,
-                    stop=RAG_ANSWER_STOP,
+                    stop=rag_answer_stop(len(prepared.sources)),
                 )
                 stage.output = {"answer": result.text, "finish_reason": result.finish_reason}
                 stage.usage = _usage(result.prompt_tokens, result.completion_tokens)
@@ -322,7 +322,7 @@ class RAGService:
                     prepared.messages,
                     max_tokens=prepared.max_tokens,
                     temperature=self.settings.rag_temperature if temperature is None else temperature,
-                    stop=RAG_ANSWER_STOP,
+                    stop=rag_answer_stop(len(prepared.sources)),
                 )
                 try:
                     async for delta in deltas:
