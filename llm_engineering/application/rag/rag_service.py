@@ -259,6 +259,14 @@ class RAGService:
             {k: v for k, v in answer.tokens.items() if k in ("prompt", "completion", "context")},
         )
 
+    def _generation_options(self, prepared: _Prepared, temperature: float | None) -> dict[str, Any]:
+        """The answer's sampling options, the same for a streamed and a complete answer."""
+        return {
+            "max_tokens": prepared.max_tokens,
+            "temperature": self.settings.rag_temperature if temperature is None else temperature,
+            "stop": rag_answer_stop(len(prepared.sources)),
+        }
+
     # --- public API -------------------------------------------------------------------------------------------
     async def answer(
         self,
@@ -273,12 +281,7 @@ class RAGService:
         try:
             prepared = await self._prepare(query, k, author, history, max_tokens, trace)
             with trace.stage("generation", input={"messages": prepared.messages}, span_type="llm") as stage:
-                result = await self.llm.chat(
-                    prepared.messages,
-                    max_tokens=prepared.max_tokens,
-                    temperature=self.settings.rag_temperature if temperature is None else temperature,
-                    stop=rag_answer_stop(len(prepared.sources)),
-                )
+                result = await self.llm.chat(prepared.messages, **self._generation_options(prepared, temperature))
                 stage.output = {"answer": result.text, "finish_reason": result.finish_reason}
                 stage.usage = _usage(result.prompt_tokens, result.completion_tokens)
                 stage.model = self.llm.model
@@ -318,12 +321,7 @@ class RAGService:
             finish: str | None = None
             sources_sent = False
             with trace.stage("generation", input={"messages": prepared.messages}, span_type="llm") as stage:
-                deltas = self.llm.stream_chat(
-                    prepared.messages,
-                    max_tokens=prepared.max_tokens,
-                    temperature=self.settings.rag_temperature if temperature is None else temperature,
-                    stop=rag_answer_stop(len(prepared.sources)),
-                )
+                deltas = self.llm.stream_chat(prepared.messages, **self._generation_options(prepared, temperature))
                 try:
                     async for delta in deltas:
                         if not sources_sent:
