@@ -39,3 +39,25 @@ class ImportFormatError(LLMTwinError):
         self.reason = reason
         where = f"{path} record #{index}" if index is not None else path
         super().__init__(f"{where}: {reason}")
+
+
+class LLMUnavailableError(ServiceUnavailableError):
+    """The LLM endpoint could not be reached or answered with an error."""
+
+
+class LLMTimeoutError(LLMUnavailableError):
+    """The LLM endpoint did not answer within the timeout."""
+
+
+class LLMRequestError(LLMTwinError):
+    """The LLM endpoint rejected the request itself (4xx other than 408/429): a bug or a bad parameter."""
+
+
+class UnknownAuthorError(LLMTwinError):
+    """A request asked for an author the warehouse does not know (never created on the fly)."""
+
+    def __init__(self, author: str, known: list[str] | tuple[str, ...]) -> None:
+        self.author = author
+        self.known = list(known)
+        shown = ", ".join(self.known[:20]) or "none yet"
+        super().__init__(f"unknown author {author!r}; known authors: {shown}")

@@ -8,7 +8,8 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from dataclasses import dataclass
+
+from llm_engineering.domain.vectors import SparseVec
 
 # Identifiers are split too (snake_case by the regex, camelCase below) so code matches prose queries.
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
@@ -39,12 +40,6 @@ def terms(text: str) -> list[str]:
 def term_index(term: str) -> int:
     """Stable 31-bit index of a term (blake2b, not Python's salted hash)."""
     return int.from_bytes(hashlib.blake2b(term.encode("utf-8"), digest_size=4).digest(), "big") & 0x7FFFFFFF
-
-
-@dataclass(frozen=True)
-class SparseVec:
-    indices: list[int]
-    values: list[float]
 
 
 def _merge(weights: dict[int, float]) -> SparseVec:

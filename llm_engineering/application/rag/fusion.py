@@ -6,10 +6,10 @@ from collections.abc import Hashable, Iterable, Sequence
 from typing import TypeVar
 
 from llm_engineering.domain.chunks import RetrievedChunk
+from llm_engineering.domain.vectors import RRF_K
 
 T = TypeVar("T", bound=Hashable)
 
-RRF_K = 60  # the constant of Cormack et al. (2009); damps the weight of the very first ranks
 
 
 def reciprocal_rank_fusion(rankings: Iterable[Sequence[T]], k: int = RRF_K) -> list[tuple[T, float]]:

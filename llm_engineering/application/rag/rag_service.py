@@ -29,7 +29,7 @@ from llm_engineering.application.rag.fusion import dedupe_by_document
 from llm_engineering.application.rag.llm_self_query import LLMSelfQuery, SelfQueryResult
 from llm_engineering.application.rag.query_expansion import ExpansionResult, QueryExpander
 from llm_engineering.domain.chunks import RetrievalResult
-from llm_engineering.domain.errors import LLMTwinError
+from llm_engineering.domain.errors import UnknownAuthorError
 from llm_engineering.domain.prompts import (
     CHATML_GENERATION_PROMPT_TOKENS,
     CHATML_TOKENS_PER_MESSAGE,
@@ -40,16 +40,6 @@ from llm_engineering.domain.prompts import (
 from llm_engineering.settings import Settings
 
 Message = dict[str, str]
-
-
-class UnknownAuthorError(LLMTwinError):
-    """The request asked for an author the warehouse does not know (never created on the fly)."""
-
-    def __init__(self, author: str, known: Sequence[str]) -> None:
-        self.author = author
-        self.known = list(known)
-        shown = ", ".join(self.known[:20]) or "none yet"
-        super().__init__(f"unknown author {author!r}; known authors: {shown}")
 
 
 class Source(BaseModel):

@@ -26,8 +26,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from loguru import logger
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from llm_engineering.application.rag.rag_service import RAGAnswer, RAGService, Source, UnknownAuthorError
-from llm_engineering.domain.errors import LLMTwinError, ServiceUnavailableError
+from llm_engineering.application.rag.rag_service import RAGAnswer, RAGService, Source
+from llm_engineering.domain.errors import (
+    LLMRequestError,
+    LLMTimeoutError,
+    LLMTwinError,
+    ServiceUnavailableError,
+    UnknownAuthorError,
+)
 from llm_engineering.infrastructure.api.chat_page import render_chat_page
 from llm_engineering.infrastructure.api.schemas import (
     RAG_MODEL_ID,
@@ -35,7 +41,6 @@ from llm_engineering.infrastructure.api.schemas import (
     RAGRequest,
     RAGResponse,
 )
-from llm_engineering.infrastructure.llm.client import LLMRequestError, LLMTimeoutError
 from llm_engineering.settings import Settings, get_settings
 
 MAX_BODY_BYTES = 1_000_000  # far above any valid request; stops a client from making us parse megabytes

@@ -13,51 +13,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from llm_engineering.domain.errors import LLMTwinError, ServiceUnavailableError
+from llm_engineering.domain.llm import ChatResult, StreamDelta
+from llm_engineering.domain.errors import LLMRequestError, LLMTimeoutError, LLMTwinError, LLMUnavailableError
 from llm_engineering.settings import Settings
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
 Message = dict[str, Any]
-
-
-class LLMUnavailableError(ServiceUnavailableError):
-    """The LLM endpoint could not be reached or answered with an error."""
-
-
-class LLMTimeoutError(LLMUnavailableError):
-    """The LLM endpoint did not answer within the timeout."""
-
-
-class LLMRequestError(LLMTwinError):
-    """The LLM endpoint rejected the request itself (4xx other than 408/429): a bug or a bad parameter."""
-
-
-@dataclass
-class ChatResult:
-    text: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    finish_reason: str | None = None
-    latency_s: float = 0.0
-    model: str = ""
-
-
-@dataclass
-class StreamDelta:
-    """One streamed piece: text (may be empty) and, on the last one, usage and finish reason."""
-
-    text: str = ""
-    finish_reason: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class LLMClient:

@@ -18,10 +18,9 @@ from uuid import UUID
 
 from loguru import logger
 
-from llm_engineering.application.preprocessing.sparse import SparseVec
-from llm_engineering.application.rag.fusion import RRF_K
 from llm_engineering.domain.chunks import Chunk, CleanedDocument
 from llm_engineering.domain.documents import normalize_full_name
+from llm_engineering.domain.vectors import RRF_K, SparseVec
 
 if TYPE_CHECKING:
     import numpy as np

@@ -59,7 +59,8 @@ def test_client_chat_json_and_stream(vllm_base_url):
 
 
 def test_unreachable_llm_names_the_setting():
-    from llm_engineering.infrastructure.llm.client import LLMClient, LLMUnavailableError
+    from llm_engineering.domain.errors import LLMUnavailableError
+    from llm_engineering.infrastructure.llm.client import LLMClient
     from llm_engineering.infrastructure.local_services import find_free_port
 
     async def scenario():
