@@ -1,21 +1,89 @@
-"""Qdrant adapters: one lazily created client per URL/path and the feature store on top of it."""
+"""Vector-store adapters behind `ports.FeatureStore`, chosen by configuration:
+
+- `QDRANT_URL` set: a Qdrant server through qdrant-client (`QdrantFeatureStore`; what users scale out to);
+- else the embedded default, Qdrant's in-process engine (`EdgeFeatureStore`, qdrant-edge-py) under
+  DATA_DIR/qdrant-edge: ~1 ms hybrid queries, one writer and any number of reader processes at once;
+- `VECTOR_STORE=qdrant-local` (or an explicit `QDRANT_PATH`): qdrant-client's local mode (brute force in
+  Python, one process per folder), kept so the qdrant-client adapter is tested without a server.
+
+Both adapters pass tests/integration/test_vector_store_contract.py.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .client import close_qdrant_clients, get_qdrant_client, qdrant_target
+from llm_engineering.domain.errors import ConfigurationError
+
+from .client import close_qdrant_clients as _close_clients
+from .client import get_qdrant_client, qdrant_target
 
 if TYPE_CHECKING:
+    from llm_engineering.application.ports import FeatureStore
     from llm_engineering.settings import Settings
 
-    from .store import QdrantFeatureStore
+EDGE = "edge"
+QDRANT_LOCAL = "qdrant-local"
+QDRANT_SERVER = "qdrant-server"
+_ALIASES = {"": None, "auto": None, "edge": EDGE, "qdrant-edge": EDGE, "embedded": EDGE, "qdrant-local": QDRANT_LOCAL,
+            "local": QDRANT_LOCAL, "qdrant-client-local": QDRANT_LOCAL}  # fmt: skip
 
 
-def get_feature_store(settings: Settings) -> QdrantFeatureStore:
+def vector_store_backend(settings: Settings) -> str:
+    """edge | qdrant-local | qdrant-server, from QDRANT_URL, VECTOR_STORE and QDRANT_PATH (in that order)."""
+    if settings.qdrant_url:
+        return QDRANT_SERVER
+    raw = str(getattr(settings, "vector_store", None) or "").strip().lower()
+    if raw not in _ALIASES:
+        raise ConfigurationError(
+            f"VECTOR_STORE={raw!r} is not a vector store: use 'edge' (default: Qdrant's in-process engine under "
+            "DATA_DIR/qdrant-edge) or 'qdrant-local' (qdrant-client local mode under QDRANT_PATH); set QDRANT_URL "
+            "for a Qdrant server."
+        )
+    choice = _ALIASES[raw]
+    if choice is None:
+        choice = QDRANT_LOCAL if settings.qdrant_path is not None else EDGE
+    return choice
+
+
+def get_feature_store(settings: Settings) -> FeatureStore:
+    """The process-wide feature store for these settings (nothing opens until first used)."""
+    backend = vector_store_backend(settings)
+    if backend == EDGE:
+        from .edge_store import get_edge_store
+
+        return get_edge_store(settings)
     from .store import QdrantFeatureStore
 
     return QdrantFeatureStore(get_qdrant_client(settings))
 
 
-__all__ = ["close_qdrant_clients", "get_feature_store", "get_qdrant_client", "qdrant_target"]
+def vector_store_location(settings: Settings) -> str:
+    """Where the feature store lives, for messages: a URL or a folder."""
+    if vector_store_backend(settings) == EDGE:
+        from .edge_store import edge_store_path
+
+        return str(edge_store_path(settings))
+    return qdrant_target(settings)
+
+
+def close_qdrant_clients(settings: Settings | None = None) -> None:
+    """Close the stores of these settings (or all): publishes pending embedded writes, releases the embedded
+    writer lock and qdrant-client's local-mode folder lock, so another process can take over."""
+    from .edge_store import close_edge_stores
+
+    close_edge_stores(settings)
+    _close_clients(settings)
+
+
+__all__ = [
+    "EDGE",
+    "QDRANT_LOCAL",
+    "QDRANT_SERVER",
+    "close_qdrant_clients",
+    "get_feature_store",
+    "get_qdrant_client",
+    "qdrant_target",
+    "vector_store_backend",
+    "vector_store_location",
+]
