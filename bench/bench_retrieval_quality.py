@@ -23,15 +23,14 @@ from feature_env import SAMPLE, bench_settings, machine
 def main(qa_path: Path, k: int, output: Path) -> None:
     with bench_settings() as settings:
         from llm_engineering.application.evaluation.retrieval import evaluate_retrieval, load_qa, write_evaluation
-        from llm_engineering.application.preprocessing.features import run_feature_engineering
-        from llm_engineering.application.rag.retriever import build_retriever
         from llm_engineering.application.warehouse.transfer import import_warehouse
-        from llm_engineering.infrastructure.mongo.warehouse import MongoWarehouse
+        from llm_engineering.wiring import get_container
 
-        import_warehouse(MongoWarehouse(settings=settings), SAMPLE, show_progress=False)
-        report = run_feature_engineering(settings, "all", show_progress=False)
-        retriever = build_retriever(settings)
-        evaluation = evaluate_retrieval(retriever, load_qa(qa_path), k=k, modes=retriever.available_modes())
+        container = get_container(settings)
+        import_warehouse(container.warehouse, SAMPLE, show_progress=False)
+        report = container.feature_engineering(show_progress=False).run("all")
+        modes = container.retriever().available_modes()
+        evaluation = evaluate_retrieval(container.search_service, load_qa(qa_path), k=k, modes=modes)
         evaluation.metadata = {
             "qa": str(qa_path),
             "corpus": "data/sample",

@@ -18,14 +18,14 @@ DATA_DIR_OPTION = click.option(
 
 
 def _transfer(direction: str, data_dir: Path) -> None:
-    bootstrap()
+    settings = bootstrap()
     from llm_engineering.application.warehouse.transfer import export_warehouse, import_warehouse
     from llm_engineering.domain.errors import ImportFormatError, LLMTwinError
-    from llm_engineering.infrastructure.mongo.warehouse import MongoWarehouse
+    from llm_engineering.wiring import get_container
 
     transfer = export_warehouse if direction == "export" else import_warehouse
     try:
-        report = transfer(MongoWarehouse(), data_dir)
+        report = transfer(get_container(settings).warehouse, data_dir)
     except ImportFormatError as exc:
         raise click.ClickException(f"{exc}\nNothing was written.") from exc
     except LLMTwinError as exc:

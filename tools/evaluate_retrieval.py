@@ -22,16 +22,17 @@ from tools._cli import bootstrap
 def main(qa_path: Path, k: int, output: Path, modes: tuple[str, ...], verbose: bool) -> None:
     settings = bootstrap(verbose)
     from llm_engineering.application.evaluation.retrieval import evaluate_retrieval, load_qa, write_evaluation
-    from llm_engineering.application.rag.retriever import build_retriever
     from llm_engineering.domain.errors import LLMTwinError
+    from llm_engineering.wiring import get_container
 
     try:
         items = load_qa(qa_path)
-        retriever = build_retriever(settings)
-        if not retriever.store.exists():
+        container = get_container(settings)
+        if not container.feature_store.exists():
             raise click.ClickException("the feature store is empty: run `poe run-feature-engineering-pipeline` first")
-        chosen = list(modes) or retriever.available_modes()
-        evaluation = evaluate_retrieval(retriever, items, k=k, modes=chosen)
+        chosen = list(modes) or container.retriever().available_modes()
+        # The search service resolves the author filter from each question, as /search and /rag do.
+        evaluation = evaluate_retrieval(container.search_service, items, k=k, modes=chosen)
         evaluation.metadata = {
             "qa": str(qa_path),
             "embedding_model": settings.embedding_model_id,

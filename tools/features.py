@@ -12,6 +12,7 @@ from typing import Any
 import click
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from llm_engineering.application.tables import format_key_values
 from tools._cli import bootstrap, load_yaml_config
 
 
@@ -42,17 +43,14 @@ def read_feature_config(path: Path) -> FeatureParameters:
     return params
 
 
-def format_table(rows: list[tuple[str, Any]]) -> str:
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
-
-
 def run_feature_pipeline(settings: Any, params: FeatureParameters, use_zenml: bool = True) -> tuple[Any, str]:
     """Run the feature stages through ZenML (or in this process) and return (FeatureReport, title)."""
     if not use_zenml:
-        from llm_engineering.application.preprocessing.features import parse_chunking, run_feature_engineering
+        from llm_engineering.application.preprocessing.features import parse_chunking
+        from llm_engineering.wiring import get_container
 
-        report = run_feature_engineering(settings, params.author_full_names, parse_chunking(params.chunking))
+        service = get_container(settings).feature_engineering(chunking=parse_chunking(params.chunking))
+        report = service.run(params.author_full_names)
         return report, "Feature engineering (in-process)"
     from pipelines.feature_engineering import feature_engineering
 
@@ -77,7 +75,7 @@ def main(config_path: Path, no_zenml: bool, verbose: bool) -> None:
         report, title = run_feature_pipeline(settings, read_feature_config(config_path), use_zenml=not no_zenml)
     except LLMTwinError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"\n{title}:\n{format_table(report.summary_rows())}")
+    click.echo(f"\n{title}:\n{format_key_values(report.summary_rows())}")
     if report.truncated_chunks:
         click.echo(f"\n{report.truncated_chunks} chunk(s) exceed the model window: that is a bug.", err=True)
         sys.exit(1)

@@ -21,11 +21,11 @@ from tools._cli import bootstrap
 @click.option("--verbose", is_flag=True)
 def main(question: str, k: int, author: str | None, mode: str | None, verbose: bool) -> None:
     settings = bootstrap(verbose)
-    from llm_engineering.application.rag.retriever import build_retriever
     from llm_engineering.domain.errors import LLMTwinError
+    from llm_engineering.wiring import get_container
 
     try:
-        result = build_retriever(settings).search(question, k=k, author=author, mode=mode)
+        result = get_container(settings).search_service.search(question, k=k, author=author, mode=mode)
     except LLMTwinError as exc:
         raise click.ClickException(str(exc)) from exc
     meta = result.metadata

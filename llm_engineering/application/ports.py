@@ -1,16 +1,29 @@
-"""Interfaces the application needs from infrastructure. Concrete adapters live in `infrastructure/`."""
+"""Every interface the application needs from the outside world, in one place.
+
+Application code depends on these protocols only; `infrastructure/` implements them and the composition root
+(`llm_engineering/wiring.py`) builds the concrete adapters from `Settings`. Tests substitute the fakes in
+`tests/fakes.py` for fast orchestration tests, in addition to the real-service tests.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
-from llm_engineering.domain.chunks import RetrievalResult
+from llm_engineering.domain.chunks import Chunk, CleanedDocument, RetrievalResult
 from llm_engineering.domain.documents import RawDocument, UserDocument
+from llm_engineering.domain.llm import ChatResult, Message, StreamDelta
+from llm_engineering.domain.pages import FetchedPage
 from llm_engineering.domain.types import DataCategory, UpsertOutcome
+from llm_engineering.domain.vectors import SparseVec
+
+if TYPE_CHECKING:
+    from llm_engineering.application.crawlers.base import Crawler
 
 
+# --- Raw data warehouse ------------------------------------------------------------------------------------------
 class WarehouseRepository(Protocol):
     """The raw data warehouse: users and raw documents, one collection per category."""
 
@@ -33,7 +46,240 @@ class WarehouseRepository(Protocol):
     def export_records(self, category: DataCategory) -> Iterator[dict[str, Any]]: ...
 
 
-class Retriever(Protocol):
-    """Search over the feature store. Implemented in `application/rag/retriever.py` (hybrid dense+sparse)."""
+# --- Feature store (vector store) --------------------------------------------------------------------------------
+class VectorSearch(Protocol):
+    """The read side of the feature store that retrieval needs."""
 
-    def search(self, query: str, k: int = 5, author: str | None = None) -> RetrievalResult: ...
+    def exists(self) -> bool: ...
+
+    def search(
+        self,
+        mode: str,
+        dense: Sequence[float] | None,
+        sparse: SparseVec | None,
+        limit: int,
+        author_full_name: str | None = None,
+        prefetch_limit: int | None = None,
+    ) -> list[tuple[Chunk, float]]:
+        """mode: dense | sparse | hybrid (both prefetched, fused with RRF_K). The filter applies to every list."""
+        ...
+
+
+class FeatureStore(VectorSearch, Protocol):
+    """Chunks with dense + sparse vectors, and cleaned documents with their completion markers.
+
+    Two adapters implement it (Qdrant's in-process engine and qdrant-client for a server); both pass the
+    contract suite in tests/integration/test_vector_store_contract.py.
+    """
+
+    def ensure_collections(self, dense_size: int) -> bool: ...
+
+    def markers(self) -> dict[str, str]: ...
+
+    def chunk_document_ids(self) -> set[str]: ...
+
+    def upsert_chunks(self, chunks: Sequence[Chunk], dense: Any, sparse: Sequence[SparseVec]) -> None: ...
+
+    def delete_chunks(self, document_id: UUID | str, keep: Sequence[UUID | str] = ()) -> None: ...
+
+    def put_document(self, document: CleanedDocument, marker: str, stats: dict[str, Any]) -> None: ...
+
+    def delete_document(self, document_id: UUID | str) -> None: ...
+
+    def count_chunks(self) -> int: ...
+
+    def cleaned_documents(self, category: str | None = None, author: str | None = None) -> list[CleanedDocument]: ...
+
+
+# --- Models: embeddings, reranker, tokenizers ---------------------------------------------------------------------
+class ChunkTokenizer(Protocol):
+    """What chunking needs from the embedding model's tokenizer: budgets are measured in its tokens."""
+
+    @property
+    def max_seq_length(self) -> int: ...
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]: ...
+
+
+class QueryEncoder(Protocol):
+    """Dense query vectors (one query at a time, on the request path)."""
+
+    model_id: str
+
+    def encode_query(self, text: str) -> Any: ...
+
+
+class Embedder(ChunkTokenizer, QueryEncoder, Protocol):
+    """The embedding model: batch encoding for indexing, its tokenizer for chunking, single-query encoding."""
+
+    @property
+    def dimension(self) -> int: ...
+
+    def encode(self, texts: Sequence[str], show_progress: bool = False, batch_size: int | None = None) -> Any: ...
+
+
+class Reranker(Protocol):
+    model_id: str
+
+    def score(self, query: str, passages: Sequence[str]) -> list[float]: ...
+
+
+class PromptTokenCounter(Protocol):
+    """Counts and truncates text in the served LLM's tokens (context budgets, history trimming)."""
+
+    name: str
+
+    def count(self, text: str) -> int: ...
+
+    def truncate(self, text: str, max_tokens: int) -> str: ...
+
+
+# --- LLM ---------------------------------------------------------------------------------------------------------
+class LLM(Protocol):
+    """An OpenAI-compatible chat model: local vLLM by default, any endpoint by configuration."""
+
+    model: str
+    base_url: str
+
+    async def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float | None = None,
+        stop: Sequence[str] | None = None,
+        response_format: dict[str, Any] | None = None,
+        extra_body: dict[str, Any] | None = None,
+        timeout_s: float | None = None,
+    ) -> ChatResult: ...
+
+    async def chat_json(
+        self,
+        messages: Sequence[Message],
+        schema: dict[str, Any],
+        *,
+        name: str = "output",
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        timeout_s: float | None = None,
+    ) -> tuple[Any | None, ChatResult]:
+        """A JSON-schema-constrained answer: (parsed JSON, or None when unparsable; the raw result)."""
+        ...
+
+    def stream_chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float | None = None,
+        stop: Sequence[str] | None = None,
+        extra_body: dict[str, Any] | None = None,
+    ) -> AsyncIterator[StreamDelta]: ...
+
+    async def ready(self, timeout_s: float = 3.0) -> tuple[bool, str]: ...
+
+    async def aclose(self) -> None: ...
+
+
+# --- Tracing -----------------------------------------------------------------------------------------------------
+class StageRecord(Protocol):
+    """What a stage reports about itself inside `with trace.stage(...) as stage:`."""
+
+    output: dict[str, Any] | None
+    usage: dict[str, int] | None
+    model: str | None
+
+
+class RequestTrace(Protocol):
+    timings_ms: dict[str, float]
+
+    def stage(
+        self, name: str, input: dict[str, Any] | None = None, span_type: str = "general"
+    ) -> AbstractContextManager[StageRecord]: ...
+
+    def total_ms(self) -> float: ...
+
+    def end(self, output: dict[str, Any] | None = None, error: BaseException | None = None) -> None: ...
+
+
+class Tracer(Protocol):
+    def start(self, name: str, input: dict[str, Any], metadata: dict[str, Any] | None = None) -> RequestTrace: ...
+
+    def flush(self) -> None: ...
+
+
+# --- Crawling: HTTP pages and a real browser ----------------------------------------------------------------------
+class PageFetcher(Protocol):
+    """Polite HTTP GET (per-domain delay, retries with backoff, timeouts). Raises `CrawlError` naming the link."""
+
+    def get(self, url: str, *, raise_for_status: bool = True) -> FetchedPage: ...
+
+    def close(self) -> None: ...
+
+
+class Browser(Protocol):
+    """A real (headless) browser for JavaScript-rendered pages. Failures raise `CrawlError`/`BrowserError`."""
+
+    def open(self, url: str, timeout_s: float | None = None) -> int | None:
+        """Load `url`; the HTTP status when known."""
+        ...
+
+    def run_script(self, script: str, *args: Any) -> Any: ...
+
+    def page_source(self) -> str: ...
+
+    def current_url(self) -> str: ...
+
+    def exists(self, css_selector: str) -> bool: ...
+
+    def type_text(self, css_selector: str, text: str) -> None: ...
+
+    def click(self, css_selector: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class CrawlerRegistry(Protocol):
+    """What the ETL needs from the crawler dispatcher: the crawler for a link, its platform, one close."""
+
+    def get_crawler(self, link: str) -> Crawler: ...
+
+    def platform_for(self, link: str) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class DomainThrottle(Protocol):
+    """Waits so that two hits on one domain are at least the configured delay apart (shared by crawlers)."""
+
+    def wait(self, url: str) -> None: ...
+
+
+# --- Search for applications (RAG, evaluation, datasets) ----------------------------------------------------------
+class Retriever(Protocol):
+    """Search over the feature store (application/rag/retriever.py: hybrid dense + sparse).
+
+    `author` is an explicit filter, already resolved by the caller (the RAG service resolves it once per request).
+    """
+
+    def search(self, query: str, k: int = 5, author: str | None = None, mode: str | None = None) -> RetrievalResult: ...
+
+
+class AuthorDirectory(Protocol):
+    """The warehouse's authors for self-query (cached; looking up never creates a user)."""
+
+    def known_authors(self, fresh: bool = False) -> list[str]:
+        """Known full names (cached; `fresh=True` asks the warehouse now)."""
+        ...
+
+    def canonical(self, full_name: str) -> str | None:
+        """The warehouse's spelling of a name (case and spacing ignored), or None."""
+        ...
+
+    def is_known(self, full_name: str) -> bool: ...
+
+    def extract_author(self, query: str) -> str | None: ...

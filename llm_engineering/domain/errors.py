@@ -26,6 +26,10 @@ class AuthRequiredError(CrawlError):
     """The content is behind a login and no (valid) credentials were configured."""
 
 
+class BrowserError(LLMTwinError):
+    """The browser failed while a page was open (crashed, window closed, script error)."""
+
+
 class ServiceUnavailableError(LLMTwinError):
     """A backing service (warehouse, vector store, LLM) could not be reached or started."""
 

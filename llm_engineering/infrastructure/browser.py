@@ -1,4 +1,5 @@
-"""Headless Chromium driven by Selenium: created lazily, reused for a batch of links, quit in `close()`.
+"""Headless Chromium driven by Selenium (implements `ports.Browser`): created lazily, reused for a batch of
+links, quit in `close()`. Selenium errors never leave this module: they become `BrowserError` / `CrawlError`.
 
 Always the configured binaries (settings.chromium_binary / settings.chromedriver_path): a bare `Service()`
 makes selenium-manager try to download a driver from the internet first.
@@ -10,11 +11,11 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from llm_engineering.domain.errors import CrawlError, ServiceUnavailableError
+from llm_engineering.domain.errors import BrowserError, CrawlError, ServiceUnavailableError
 from llm_engineering.settings import Settings
 
 if TYPE_CHECKING:
@@ -152,6 +153,45 @@ class BrowserSession:
         except WebDriverException:
             return None
         return int(status) if status else None
+
+    # --- the page that is open (ports.Browser) -------------------------------------------------------------------
+    def _call(self, what: str, action):
+        from selenium.common.exceptions import WebDriverException
+
+        try:
+            return action(self.driver)
+        except WebDriverException as exc:
+            message = (exc.msg or "").strip().splitlines()[0] if exc.msg else exc.__class__.__name__
+            raise BrowserError(f"{what}: {message}") from exc
+
+    def run_script(self, script: str, *args: Any) -> Any:
+        return self._call("script failed", lambda driver: driver.execute_script(script, *args))
+
+    def page_source(self) -> str:
+        return self._call("could not read the page", lambda driver: driver.page_source)
+
+    def current_url(self) -> str:
+        return self._call("could not read the URL", lambda driver: driver.current_url)
+
+    def exists(self, css_selector: str) -> bool:
+        from selenium.webdriver.common.by import By
+
+        return bool(self._call("lookup failed", lambda driver: driver.find_elements(By.CSS_SELECTOR, css_selector)))
+
+    def _element(self, driver: WebDriver, css_selector: str):
+        from selenium.common.exceptions import NoSuchElementException
+        from selenium.webdriver.common.by import By
+
+        try:
+            return driver.find_element(By.CSS_SELECTOR, css_selector)
+        except NoSuchElementException as exc:
+            raise BrowserError(f"no element matches {css_selector!r} on {driver.current_url}") from exc
+
+    def type_text(self, css_selector: str, text: str) -> None:
+        self._call("typing failed", lambda driver: self._element(driver, css_selector).send_keys(text))
+
+    def click(self, css_selector: str) -> None:
+        self._call("click failed", lambda driver: self._element(driver, css_selector).click())
 
     @staticmethod
     def _stop_loading(driver: WebDriver) -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import email.utils
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from loguru import logger
 
 from llm_engineering.domain.errors import CrawlError
+from llm_engineering.domain.pages import FetchedPage
 from llm_engineering.settings import Settings
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -47,35 +47,6 @@ class DomainThrottle:
             self._last_hit[domain] = now + max(0.0, pause)
         if pause > 0:
             time.sleep(pause)
-
-
-@dataclass
-class HttpResponse:
-    """The final answer for one URL (after redirects and retries)."""
-
-    url: str
-    status: int
-    reason: str
-    content: bytes
-    charset: str | None = None  # only when the server declared one; HTML parsers sniff <meta charset> otherwise
-    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
-    attempts: int = 1
-
-    @property
-    def text(self) -> str:
-        return self.content.decode(self.charset or "utf-8", errors="replace")
-
-    def header(self, name: str, default: str = "") -> str:
-        return self.headers.get(name.lower(), default)
-
-    @property
-    def ok(self) -> bool:
-        return self.status < 400
-
-    def raise_for_status(self, link: str | None = None) -> None:
-        if not self.ok:
-            tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
-            raise CrawlError(link or self.url, f"HTTP {self.status} {self.reason}{tries}".replace("  ", " "))
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -128,7 +99,7 @@ class PoliteHttpClient:
             self._session = session
         return self._session
 
-    def get(self, url: str, *, raise_for_status: bool = True) -> HttpResponse:
+    def get(self, url: str, *, raise_for_status: bool = True) -> FetchedPage:
         """GET `url`. Raises `CrawlError` (naming the URL) on timeouts, network errors and, by default, HTTP >= 400."""
         import requests
 
@@ -161,7 +132,7 @@ class PoliteHttpClient:
                 attempt += 1
                 continue
 
-            result = HttpResponse(
+            result = FetchedPage(
                 url=response.url,
                 status=response.status_code,
                 reason=response.reason or "",

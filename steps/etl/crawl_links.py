@@ -1,17 +1,16 @@
 from typing import Annotated
 
-from llm_engineering.application.crawlers.dispatcher import CrawlerDispatcher
 from zenml import log_metadata, step
 
 from llm_engineering.application.etl.crawl import CrawlReport, crawl_author_links
 from llm_engineering.domain.documents import UserDocument
-from llm_engineering.infrastructure.mongo.warehouse import MongoWarehouse
-from llm_engineering.settings import get_settings
+from llm_engineering.wiring import get_container
 
 
 @step
 def crawl_links(user: UserDocument, links: list[str]) -> Annotated[CrawlReport, "crawl_report"]:
-    report = crawl_author_links(user, links, CrawlerDispatcher.build(get_settings()), MongoWarehouse())
+    container = get_container()
+    report = crawl_author_links(user, links, container.crawler_dispatcher(), container.warehouse)
     log_metadata(
         metadata={
             "links": len(report.outcomes),

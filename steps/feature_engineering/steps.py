@@ -8,17 +8,18 @@ from zenml import log_metadata, step
 
 from llm_engineering.application.preprocessing.features import (
     CleanedBatch,
+    FeatureEngineering,
     FeaturePlan,
     FeatureReport,
     WarehouseSnapshot,
-    build_feature_engineering,
     parse_chunking,
 )
-from llm_engineering.settings import get_settings
+from llm_engineering.wiring import get_container
 
 
-def _service(chunking: dict[str, Any] | None = None, show_progress: bool = True):
-    return build_feature_engineering(get_settings(), chunking=parse_chunking(chunking), show_progress=show_progress)
+def _service(chunking: dict[str, Any] | None = None) -> FeatureEngineering:
+    # The container builds the warehouse, store and embedder once per process; steps share them.
+    return get_container().feature_engineering(chunking=parse_chunking(chunking))
 
 
 @step(enable_cache=False)

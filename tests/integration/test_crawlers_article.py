@@ -78,9 +78,9 @@ class ScriptedServer:
 
 @pytest.fixture
 def crawler(settings) -> Iterator[ArticleCrawler]:
-    value = ArticleCrawler(settings)
+    value = ArticleCrawler(PoliteHttpClient(settings))
     yield value
-    value.close()
+    value.fetcher.close()
 
 
 def test_blog_post_keeps_headings_lists_code_and_links(crawler, fixture_server, author):
@@ -107,11 +107,11 @@ def test_blog_post_keeps_headings_lists_code_and_links(crawler, fixture_server, 
 
 
 def test_substack_post_uses_its_layout_and_drops_widgets(settings, fixture_server, author):
-    crawler = SubstackCrawler(settings)
+    crawler = SubstackCrawler(PoliteHttpClient(settings))
     try:
         doc = crawler.crawl(f"{fixture_server}/substack_post.html", author)
     finally:
-        crawler.close()
+        crawler.fetcher.close()
     assert doc.platform == Platform.SUBSTACK.value
     assert doc.content["Title"] == "Notes on Retrieval"
     assert doc.content["Subtitle"] == "What I learned building hybrid search"
@@ -155,11 +155,11 @@ def test_http_404_names_link_and_status(crawler, fixture_server, author):
 
 def test_429_with_retry_after_then_200(settings, author):
     with ScriptedServer([Reply(429, b"slow down", {"Retry-After": "1"}), Reply(200)]) as server:
-        crawler = ArticleCrawler(settings)
+        crawler = ArticleCrawler(PoliteHttpClient(settings))
         try:
             doc = crawler.crawl(server.url, author)
         finally:
-            crawler.close()
+            crawler.fetcher.close()
     assert doc.content["Title"] == "Retried"
     assert len(server.hits) == 2
     assert server.hits[1] - server.hits[0] >= 0.95  # Retry-After honoured (backoff alone is 0.05 s)
@@ -187,11 +187,11 @@ def test_retry_after_beyond_the_cap_fails_fast(settings):
 
 def test_timeout_is_a_crawl_error(settings, author):
     with ScriptedServer([Reply(200, delay_s=1.5)]) as server:
-        crawler = ArticleCrawler(settings.model_copy(update={"crawler_timeout_s": 0.3}))
+        crawler = ArticleCrawler(PoliteHttpClient(settings.model_copy(update={"crawler_timeout_s": 0.3})))
         started = time.monotonic()
         with pytest.raises(CrawlError, match=r"timed out after 0.3s") as info:
             crawler.crawl(server.url, author)
-        crawler.close()
+        crawler.fetcher.close()
     assert info.value.link == server.url
     assert time.monotonic() - started < 1.4  # not retried
 
@@ -199,7 +199,7 @@ def test_timeout_is_a_crawl_error(settings, author):
 def test_connection_refused_is_a_crawl_error(settings, author):
     with ScriptedServer([Reply()]) as server:
         url = server.url
-    crawler = ArticleCrawler(settings.model_copy(update={"crawler_max_retries": 1}))
+    crawler = ArticleCrawler(PoliteHttpClient(settings.model_copy(update={"crawler_max_retries": 1})))
     with pytest.raises(CrawlError, match="connection failed after 2 attempt"):
         crawler.crawl(url, author)
 
@@ -254,11 +254,11 @@ def test_a_non_html_link_is_a_clear_error(settings, author):
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    crawler = ArticleCrawler(settings)
+    crawler = ArticleCrawler(PoliteHttpClient(settings))
     try:
         with pytest.raises(CrawlError, match=r"not a web page \(application/pdf\)"):
             crawler.crawl(f"http://127.0.0.1:{server.server_address[1]}/paper.pdf", author)
     finally:
-        crawler.close()
+        crawler.fetcher.close()
         server.shutdown()
         server.server_close()

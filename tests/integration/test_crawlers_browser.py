@@ -18,7 +18,9 @@ from llm_engineering.domain.documents import ArticleDocument, PostDocument, User
 from llm_engineering.domain.errors import AuthRequiredError, BotWallError, CrawlError, ServiceUnavailableError
 from llm_engineering.domain.types import Platform
 from llm_engineering.infrastructure.browser import BrowserSession
+from llm_engineering.infrastructure.http import DomainThrottle
 from llm_engineering.settings import Settings
+from llm_engineering.wiring import Container
 
 pytestmark = pytest.mark.browser
 
@@ -42,6 +44,14 @@ def browser(chromium: Settings) -> Iterator[BrowserSession]:
     session.close()
 
 
+def _medium(settings: Settings, browser: BrowserSession, **update) -> MediumCrawler:
+    return MediumCrawler(browser, DomainThrottle(0), Container(settings.model_copy(update=update)).crawler_config())
+
+
+def _linkedin(settings: Settings, browser: BrowserSession, **options) -> LinkedInCrawler:
+    return LinkedInCrawler(browser, DomainThrottle(0), Container(settings).crawler_config(), **options)
+
+
 @pytest.fixture
 def author() -> UserDocument:
     return UserDocument.from_full_name("Ada Lovelace")
@@ -49,7 +59,7 @@ def author() -> UserDocument:
 
 @pytest.fixture
 def medium(settings, browser) -> MediumCrawler:
-    return MediumCrawler(settings.model_copy(update={"crawler_timeout_s": 8.0}), browser=browser)
+    return _medium(settings, browser, crawler_timeout_s=8.0)
 
 
 def test_medium_article_title_subtitle_and_structured_body(medium, fixture_server, author):
@@ -98,7 +108,7 @@ def test_medium_404_names_link_and_status(medium, fixture_server, author):
 
 def test_medium_malformed_html_yields_a_document(settings, browser, fixture_server, author):
     # No <article> at all: the crawler waits its whole (here short) timeout for body text, then parses anyway.
-    crawler = MediumCrawler(settings.model_copy(update={"crawler_timeout_s": 2.0}), browser=browser)
+    crawler = _medium(settings, browser, crawler_timeout_s=2.0)
     doc = crawler.crawl(f"{fixture_server}/malformed.html", author)
     assert "First paragraph that never closes" in doc.content["Content"]
 
@@ -121,7 +131,7 @@ def test_page_load_timeout_is_a_crawl_error_and_the_browser_stays_usable(setting
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     link = f"http://127.0.0.1:{server.server_address[1]}/slow"
-    crawler = MediumCrawler(settings.model_copy(update={"crawler_timeout_s": 1.0}), browser=browser)
+    crawler = _medium(settings, browser, crawler_timeout_s=1.0)
     try:
         started = time.monotonic()
         with pytest.raises(CrawlError, match=r"page did not load within 1s") as info:
@@ -143,7 +153,7 @@ def test_a_crashed_browser_is_restarted_for_the_next_link(medium, browser, fixtu
 
 
 def test_linkedin_public_post_with_image(settings, browser, fixture_server, author):
-    doc = LinkedInCrawler(settings, browser=browser).crawl(f"{fixture_server}/linkedin_post.html", author)
+    doc = _linkedin(settings, browser).crawl(f"{fixture_server}/linkedin_post.html", author)
     assert isinstance(doc, PostDocument) and doc.platform == Platform.LINKEDIN.value
     assert doc.content["Content"] == (
         "Shipping an LLM twin on a laptop: crawl, clean, embed, fine-tune, serve.\n\n"
@@ -156,7 +166,7 @@ def test_linkedin_public_post_with_image(settings, browser, fixture_server, auth
 def test_linkedin_auth_wall_without_credentials_says_which_settings(settings, browser, fixture_server, author):
     link = f"{fixture_server}/linkedin_authwall.html"
     with pytest.raises(AuthRequiredError, match="set LINKEDIN_USERNAME and LINKEDIN_PASSWORD") as info:
-        LinkedInCrawler(settings, browser=browser).crawl(link, author)
+        _linkedin(settings, browser).crawl(link, author)
     assert info.value.link == link
 
 
@@ -168,8 +178,8 @@ def _with_credentials(settings: Settings, password: str) -> Settings:
 def test_linkedin_logs_in_with_credentials_then_reads_members_post(settings, chromium, fixture_server, author):
     # A browser of its own: the login cookie must not leak into the other tests' session.
     own = BrowserSession(settings)
-    crawler = LinkedInCrawler(
-        _with_credentials(settings, "correct-horse"), browser=own, login_url=f"{fixture_server}/linkedin_login.html"
+    crawler = _linkedin(
+        _with_credentials(settings, "correct-horse"), own, login_url=f"{fixture_server}/linkedin_login.html"
     )
     try:
         doc = crawler.crawl(f"{fixture_server}/linkedin_members_post.html", author)
@@ -180,8 +190,8 @@ def test_linkedin_logs_in_with_credentials_then_reads_members_post(settings, chr
 
 
 def test_linkedin_wrong_password_is_an_auth_error_remembered_for_the_batch(settings, browser, fixture_server, author):
-    crawler = LinkedInCrawler(
-        _with_credentials(settings, "wrong"), browser=browser, login_url=f"{fixture_server}/linkedin_login.html"
+    crawler = _linkedin(
+        _with_credentials(settings, "wrong"), browser, login_url=f"{fixture_server}/linkedin_login.html"
     )
     link = f"{fixture_server}/linkedin_members_post.html"
     with pytest.raises(AuthRequiredError, match="still on the login page"):
@@ -198,7 +208,7 @@ def test_missing_chromium_is_a_clear_error(settings, fixture_server, author):
     with pytest.raises(ServiceUnavailableError, match="apt-get install -y chromium chromium-driver"):
         session.open(f"{fixture_server}/medium_article.html")
     link = f"{fixture_server}/medium_article.html"
-    crawler = MediumCrawler(broken)
+    crawler = _medium(broken, session)
     for _ in range(2):  # the second link fails fast with the same message, without trying to start again
         with pytest.raises(CrawlError, match="Chromium not found") as info:
             crawler.crawl(link, author)

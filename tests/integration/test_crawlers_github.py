@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from llm_engineering.application.crawlers.base import CrawlerConfig
 from llm_engineering.application.crawlers.github import GithubCrawler
 from llm_engineering.domain.documents import RepositoryDocument, UserDocument
 from llm_engineering.domain.errors import CrawlError
@@ -60,7 +61,7 @@ def repo(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def crawler(settings) -> GithubCrawler:
-    return GithubCrawler(settings.model_copy(update={"github_max_file_bytes": 1024}))
+    return GithubCrawler(CrawlerConfig(timeout_s=settings.crawler_timeout_s, github_max_file_bytes=1024))
 
 
 def test_local_repository_text_files_byte_for_byte(crawler, repo, tmp_path):

@@ -136,14 +136,14 @@ def test_shipped_qa_set_targets_documents_of_the_sample_corpus():
 
 
 def test_evaluate_retrieval_cli_on_the_sample_corpus(settings, warehouse, tmp_path):
-    from llm_engineering.application.preprocessing.features import run_feature_engineering
     from llm_engineering.application.warehouse.transfer import import_warehouse
-    from llm_engineering.infrastructure.qdrant import close_qdrant_clients
+    from llm_engineering.wiring import Container
 
     import_warehouse(warehouse, SAMPLE, show_progress=False)
-    report = run_feature_engineering(settings, "all", show_progress=False)
+    container = Container(settings)
+    report = container.feature_engineering(show_progress=False).run("all")
     assert report.truncated_chunks == 0
-    close_qdrant_clients(settings)  # local mode: one process per path, and the CLI is another process
+    container.close()  # release the store before the CLI (another process) opens it
 
     output = tmp_path / "eval" / "retrieval.json"
     env = {

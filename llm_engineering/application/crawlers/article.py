@@ -20,11 +20,10 @@ from llm_engineering.application.crawlers.html_text import (
     text_of,
 )
 from llm_engineering.application.crawlers.walls import detect_bot_wall
+from llm_engineering.application.ports import PageFetcher
 from llm_engineering.domain.documents import ArticleDocument, UserDocument
 from llm_engineering.domain.errors import BotWallError, CrawlError
 from llm_engineering.domain.types import Platform
-from llm_engineering.infrastructure.http import PoliteHttpClient
-from llm_engineering.settings import Settings
 
 # A candidate container with less text than this is probably a teaser box, not the article.
 MIN_CONTAINER_CHARS = 80
@@ -129,13 +128,11 @@ class ArticleCrawler(Crawler):
     platform = Platform.BLOG
     layout: ArticleLayout = GENERIC_LAYOUT
 
-    def __init__(self, settings: Settings, http: PoliteHttpClient | None = None) -> None:
-        self.settings = settings
-        self._owns_http = http is None
-        self.http = http or PoliteHttpClient(settings)
+    def __init__(self, fetcher: PageFetcher) -> None:
+        self.fetcher = fetcher
 
     def crawl(self, link: str, author: UserDocument) -> ArticleDocument:
-        response = self.http.get(link, raise_for_status=False)
+        response = self.fetcher.get(link, raise_for_status=False)
         content_type = response.header("Content-Type").split(";")[0].strip().lower()
         if response.ok and content_type and not any(kind in content_type for kind in ("html", "xml", "text/")):
             raise CrawlError(link, f"not a web page ({content_type}); only HTML articles can be crawled")
@@ -146,17 +143,7 @@ class ArticleCrawler(Crawler):
             raise BotWallError(link, f"{wall}; open the link in a browser or try later")
         response.raise_for_status(link)
         content = extract_article(soup, link, response.url, self.layout)
-        return ArticleDocument(
-            author_id=author.id,
-            author_full_name=author.full_name,
-            platform=self.platform.value,
-            link=link,
-            content=content,
-        )
-
-    def close(self) -> None:
-        if self._owns_http:
-            self.http.close()
+        return self.document(ArticleDocument, link, author, content)
 
 
 class SubstackCrawler(ArticleCrawler):

@@ -9,13 +9,11 @@ from contextlib import contextmanager
 
 from bs4 import BeautifulSoup
 
-from llm_engineering.application.crawlers.base import Crawler
+from llm_engineering.application.crawlers.base import Crawler, CrawlerConfig
 from llm_engineering.application.crawlers.html_text import parse_html
 from llm_engineering.application.crawlers.walls import BOT_WALL_TEXTS, BOT_WALL_TITLES
-from llm_engineering.domain.errors import CrawlError, ServiceUnavailableError
-from llm_engineering.infrastructure.browser import BrowserSession
-from llm_engineering.infrastructure.http import DomainThrottle
-from llm_engineering.settings import Settings
+from llm_engineering.application.ports import Browser, DomainThrottle
+from llm_engineering.domain.errors import BrowserError, CrawlError, ServiceUnavailableError
 
 POLL_S = 0.2
 # How long an anti-bot challenge may take to clear itself (some pass after a JS check) before we give up.
@@ -33,37 +31,31 @@ return [chars, document.title || '', body, location.href];
 
 
 class BrowserCrawler(Crawler):
-    """Base for crawlers that need a real browser. Several crawlers may share one `BrowserSession`
-    (the dispatcher does); a crawler closes only a browser it created itself."""
+    """Base for crawlers that need a real browser. Several crawlers share one `Browser` and one throttle
+    (the composition root builds them); the dispatcher closes the browser after the batch."""
 
     # Page words / URL parts that mean "stop waiting now: the content will not come" (login walls).
     give_up_words: tuple[str, ...] = ()
     give_up_url_parts: tuple[str, ...] = ()
 
-    def __init__(
-        self, settings: Settings, browser: BrowserSession | None = None, throttle: DomainThrottle | None = None
-    ) -> None:
-        self.settings = settings
-        self._owns_browser = browser is None
-        self.browser = browser or BrowserSession(settings)
-        self.throttle = throttle or DomainThrottle(settings.crawler_domain_delay_s)
+    def __init__(self, browser: Browser, throttle: DomainThrottle, config: CrawlerConfig | None = None) -> None:
+        self.config = config or CrawlerConfig()
+        self.browser = browser
+        self.throttle = throttle
 
     @contextmanager
     def browser_errors(self, link: str) -> Iterator[None]:
         """Turn a browser failure mid-crawl (crash, closed window) into a `CrawlError` naming the link."""
-        from selenium.common.exceptions import WebDriverException
-
         try:
             yield
-        except WebDriverException as exc:
-            message = (exc.msg or "").strip().splitlines()[0] if exc.msg else exc.__class__.__name__
-            raise CrawlError(link, f"browser error: {message}") from exc
+        except BrowserError as exc:
+            raise CrawlError(link, f"browser error: {exc}") from exc
 
     def load(self, link: str) -> int | None:
         """Open `link`; returns the HTTP status when known. Every failure is a `CrawlError` naming the link."""
         self.throttle.wait(link)
         try:
-            return self.browser.open(link, timeout_s=self.settings.crawler_timeout_s)
+            return self.browser.open(link, timeout_s=self.config.timeout_s)
         except ServiceUnavailableError as exc:
             raise CrawlError(link, str(exc)) from exc
 
@@ -74,12 +66,11 @@ class BrowserCrawler(Crawler):
         not clear within a short grace period. Returns whether text appeared; the caller decides what a miss
         means (the page is parsed either way).
         """
-        driver = self.browser.driver
-        timeout = self.settings.crawler_timeout_s if timeout_s is None else timeout_s
+        timeout = self.config.timeout_s if timeout_s is None else timeout_s
         start = time.monotonic()
         last_chars, changed_at = -1, start
         while True:
-            chars, title, body, url = driver.execute_script(_TEXT_JS, selector)
+            chars, title, body, url = self.browser.run_script(_TEXT_JS, selector)
             if chars >= min_chars:
                 return True
             now = time.monotonic()
@@ -99,16 +90,15 @@ class BrowserCrawler(Crawler):
 
     def scroll(self, max_rounds: int | None = None, settle_s: float = 0.4) -> None:
         """Scroll to the bottom until the page stops growing (lazy-loaded content), at most N rounds."""
-        driver = self.browser.driver
-        rounds = self.settings.crawler_scroll_limit if max_rounds is None else max_rounds
-        height = driver.execute_script(_SCROLL_HEIGHT_JS)
+        rounds = self.config.scroll_limit if max_rounds is None else max_rounds
+        height = self.browser.run_script(_SCROLL_HEIGHT_JS)
         for _ in range(max(0, rounds)):
-            driver.execute_script("window.scrollTo(0, document.documentElement.scrollHeight);")
+            self.browser.run_script("window.scrollTo(0, document.documentElement.scrollHeight);")
             deadline = time.monotonic() + settle_s
             new_height = height
             while time.monotonic() < deadline:
                 time.sleep(0.1)
-                new_height = driver.execute_script(_SCROLL_HEIGHT_JS)
+                new_height = self.browser.run_script(_SCROLL_HEIGHT_JS)
                 if new_height != height:
                     break
             if new_height == height:
@@ -116,12 +106,8 @@ class BrowserCrawler(Crawler):
             height = new_height
 
     def page_soup(self) -> BeautifulSoup:
-        return parse_html(self.browser.driver.page_source)
+        return parse_html(self.browser.page_source())
 
     @property
     def current_url(self) -> str:
-        return self.browser.driver.current_url
-
-    def close(self) -> None:
-        if self._owns_browser:
-            self.browser.close()
+        return self.browser.current_url()

@@ -8,16 +8,10 @@ from urllib.parse import urlsplit
 
 from loguru import logger
 
-from llm_engineering.application.crawlers.article import ArticleCrawler, SubstackCrawler
 from llm_engineering.application.crawlers.base import Crawler
-from llm_engineering.application.crawlers.github import GithubCrawler, is_local_repository_link
-from llm_engineering.application.crawlers.linkedin import LinkedInCrawler
-from llm_engineering.application.crawlers.medium import MediumCrawler
+from llm_engineering.application.crawlers.github import is_local_repository_link
 from llm_engineering.domain.errors import CrawlError
 from llm_engineering.domain.types import Platform
-from llm_engineering.infrastructure.browser import BrowserSession
-from llm_engineering.infrastructure.http import DomainThrottle, PoliteHttpClient
-from llm_engineering.settings import Settings
 
 Matcher = Callable[[str], bool]
 CrawlerFactory = Callable[[], Crawler]
@@ -60,34 +54,12 @@ class _Registration:
 
 class CrawlerDispatcher:
     """Routes links to crawlers. The first registration whose matcher accepts a link wins; links nobody
-    claims go to the default (the generic article crawler when built with `build`)."""
+    claims go to the default (the generic article crawler in the composition root's dispatcher)."""
 
     def __init__(self, default: CrawlerFactory, default_platform: Platform = Platform.BLOG) -> None:
         self._registrations: list[_Registration] = []
         self._default = _Registration(lambda _link: True, default, default_platform)
         self._resources: list[Callable[[], None]] = []
-
-    @classmethod
-    def build(cls, settings: Settings) -> CrawlerDispatcher:
-        """Medium, Substack, LinkedIn, GitHub (+ local paths / file://), everything else as a blog article.
-
-        All crawlers share one HTTP session, one per-domain throttle and one (lazily started) browser.
-        """
-        throttle = DomainThrottle(settings.crawler_domain_delay_s)
-        http = PoliteHttpClient(settings, throttle=throttle)
-        browser = BrowserSession(settings)
-        dispatcher = cls(default=lambda: ArticleCrawler(settings, http=http), default_platform=Platform.BLOG)
-        dispatcher.register(
-            "medium.com", lambda: MediumCrawler(settings, browser=browser, throttle=throttle), Platform.MEDIUM
-        )
-        dispatcher.register("substack.com", lambda: SubstackCrawler(settings, http=http), Platform.SUBSTACK)
-        dispatcher.register(
-            "linkedin.com", lambda: LinkedInCrawler(settings, browser=browser, throttle=throttle), Platform.LINKEDIN
-        )
-        dispatcher.register(is_repository_link, lambda: GithubCrawler(settings), Platform.GITHUB)
-        dispatcher.add_resource(browser.close)
-        dispatcher.add_resource(http.close)
-        return dispatcher
 
     def register(self, matcher: Matcher | str, factory: CrawlerFactory, platform: Platform | None = None) -> None:
         """Route links accepted by `matcher` (a callable, or a domain that also covers its subdomains) to the

@@ -15,11 +15,10 @@ from urllib.parse import unquote, urlsplit
 
 from loguru import logger
 
-from llm_engineering.application.crawlers.base import Crawler
+from llm_engineering.application.crawlers.base import Crawler, CrawlerConfig
 from llm_engineering.domain.documents import RepositoryDocument, UserDocument
 from llm_engineering.domain.errors import CrawlError
 from llm_engineering.domain.types import Platform
-from llm_engineering.settings import Settings
 
 # Dependencies, build output, caches and tool state: not the author's writing.
 SKIP_DIRS = frozenset(
@@ -104,10 +103,10 @@ def skip_reason(relative: PurePosixPath, size: int, max_bytes: int) -> str | Non
 class GithubCrawler(Crawler):
     platform = Platform.GITHUB
 
-    def __init__(self, settings: Settings, clone_timeout_s: float | None = None) -> None:
-        self.settings = settings
+    def __init__(self, config: CrawlerConfig | None = None, clone_timeout_s: float | None = None) -> None:
+        self.config = config or CrawlerConfig()
         # A clone moves far more data than a page: give it a generous, still bounded, time.
-        self.clone_timeout_s = clone_timeout_s or max(120.0, 6 * settings.crawler_timeout_s)
+        self.clone_timeout_s = clone_timeout_s or max(120.0, 6 * self.config.timeout_s)
 
     def crawl(self, link: str, author: UserDocument) -> RepositoryDocument:
         try:
@@ -123,14 +122,7 @@ class GithubCrawler(Crawler):
             shutil.rmtree(workdir, ignore_errors=True)
         if not files:
             raise CrawlError(link, "no text files found in the repository (all binary, vendored, locks or oversized)")
-        return RepositoryDocument(
-            author_id=author.id,
-            author_full_name=author.full_name,
-            platform=self.platform.value,
-            link=link,
-            name=name,
-            content=files,
-        )
+        return self.document(RepositoryDocument, link, author, files, name=name)
 
     def _clone(self, link: str, source: str, destination: Path) -> None:
         git = shutil.which("git")
@@ -162,7 +154,7 @@ class GithubCrawler(Crawler):
 
     def read_files(self, root: Path) -> dict[str, str]:
         """{posix relative path: text} for every kept file under `root`, in a stable order."""
-        max_bytes = self.settings.github_max_file_bytes
+        max_bytes = self.config.github_max_file_bytes
         files: dict[str, str] = {}
         skipped: dict[str, int] = {}
         for directory, dirnames, filenames in os.walk(root):

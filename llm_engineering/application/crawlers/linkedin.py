@@ -12,6 +12,7 @@ from urllib.parse import urljoin
 
 from bs4 import BeautifulSoup
 
+from llm_engineering.application.crawlers.base import CrawlerConfig
 from llm_engineering.application.crawlers.browser_crawler import POLL_S, BrowserCrawler
 from llm_engineering.application.crawlers.html_text import html_to_text, meta_content, text_of
 from llm_engineering.application.crawlers.walls import (
@@ -20,12 +21,10 @@ from llm_engineering.application.crawlers.walls import (
     detect_auth_wall,
     detect_bot_wall,
 )
+from llm_engineering.application.ports import Browser, DomainThrottle
 from llm_engineering.domain.documents import PostDocument, UserDocument
-from llm_engineering.domain.errors import AuthRequiredError, BotWallError, CrawlError
+from llm_engineering.domain.errors import AuthRequiredError, BotWallError, BrowserError, CrawlError
 from llm_engineering.domain.types import Platform
-from llm_engineering.infrastructure.browser import BrowserSession
-from llm_engineering.infrastructure.http import DomainThrottle
-from llm_engineering.settings import Settings
 
 LINKEDIN_LOGIN_URL = "https://www.linkedin.com/login"
 # Post text containers: public post page, logged-in feed update, older layouts.
@@ -53,20 +52,20 @@ class LinkedInCrawler(BrowserCrawler):
 
     def __init__(
         self,
-        settings: Settings,
-        browser: BrowserSession | None = None,
-        throttle: DomainThrottle | None = None,
+        browser: Browser,
+        throttle: DomainThrottle,
+        config: CrawlerConfig | None = None,
         login_url: str = LINKEDIN_LOGIN_URL,
     ) -> None:
-        super().__init__(settings, browser=browser, throttle=throttle)
+        super().__init__(browser, throttle, config)
         self.login_url = login_url
         self._logged_in = False
         self._login_error: str | None = None
 
     @property
     def has_credentials(self) -> bool:
-        password = self.settings.linkedin_password
-        return bool(self.settings.linkedin_username and password and password.get_secret_value())
+        password = self.config.linkedin_password
+        return bool(self.config.linkedin_username and password and password.get_secret_value())
 
     def crawl(self, link: str, author: UserDocument) -> PostDocument:
         if self.has_credentials and not self._logged_in:
@@ -98,62 +97,51 @@ class LinkedInCrawler(BrowserCrawler):
         title = meta_content(soup, "og:title", "twitter:title") or text_of(soup.find("title"))
         if title:
             content["Title"] = title
-        return PostDocument(
-            author_id=author.id,
-            author_full_name=author.full_name,
-            platform=self.platform.value,
-            link=link,
-            content=content,
-            image=_image_url(soup, url),
-        )
+        return self.document(PostDocument, link, author, content, image=_image_url(soup, url))
 
     def _auth_hint(self, wall: str) -> str:
         if self._login_error:
             return f"LinkedIn shows a login wall ({wall}); the login failed: {self._login_error}"
         if not self.has_credentials:
             return f"LinkedIn shows a login wall ({wall}); set LINKEDIN_USERNAME and LINKEDIN_PASSWORD to log in"
-        return f"LinkedIn shows a login wall ({wall}) even after logging in as {self.settings.linkedin_username}"
+        return f"LinkedIn shows a login wall ({wall}) even after logging in as {self.config.linkedin_username}"
 
     def _login(self, link: str) -> None:
         if self._login_error:
             raise AuthRequiredError(link, f"LinkedIn login failed earlier in this batch: {self._login_error}")
         self.load(self.login_url)
-        from selenium.common.exceptions import NoSuchElementException, WebDriverException
-        from selenium.webdriver.common.by import By
-
-        driver = self.browser.driver
+        browser = self.browser
         try:
-            driver.find_element(By.ID, "username").send_keys(self.settings.linkedin_username or "")
-            password = self.settings.linkedin_password.get_secret_value() if self.settings.linkedin_password else ""
-            driver.find_element(By.ID, "password").send_keys(password)
-            driver.find_element(By.CSS_SELECTOR, "button[type=submit], input[type=submit]").click()
-        except NoSuchElementException as exc:
-            self._login_error = f"no login form at {self.login_url} (the page layout changed?)"
-            raise AuthRequiredError(link, self._login_error) from exc
-        except WebDriverException as exc:
-            raise CrawlError(link, f"browser error during LinkedIn login: {exc.msg or exc}") from exc
+            if not browser.exists("#username") or not browser.exists("#password"):
+                self._login_error = f"no login form at {self.login_url} (the page layout changed?)"
+                raise AuthRequiredError(link, self._login_error)
+            browser.type_text("#username", self.config.linkedin_username or "")
+            password = self.config.linkedin_password.get_secret_value() if self.config.linkedin_password else ""
+            browser.type_text("#password", password)
+            browser.click("button[type=submit], input[type=submit]")
+        except BrowserError as exc:
+            raise CrawlError(link, f"browser error during LinkedIn login: {exc}") from exc
 
-        deadline = time.monotonic() + self.settings.crawler_timeout_s
+        deadline = time.monotonic() + self.config.timeout_s
         while time.monotonic() < deadline:
             # Logged in = we left the login page: no password field and no login/checkpoint URL.
             try:
-                current = driver.current_url.lower()
-                form_gone = not driver.find_elements(By.ID, "password")
-            except WebDriverException:
+                current = browser.current_url().lower()
+                form_gone = not browser.exists("#password")
+            except BrowserError:
                 current, form_gone = "", False
             if form_gone and current and not any(part in current for part in _LOGIN_PAGE_PARTS):
                 self._logged_in = True
                 return
             time.sleep(POLL_S)
-        current = driver.current_url
+        current = browser.current_url()
         if any(part in current.lower() for part in ("/checkpoint", "/challenge")):
             self._login_error = (
                 f"LinkedIn asks for a verification step ({current}); complete it once in a normal browser"
             )
         else:
             self._login_error = (
-                f"still on the login page after {self.settings.crawler_timeout_s:g}s; "
-                "check LINKEDIN_USERNAME / LINKEDIN_PASSWORD"
+                f"still on the login page after {self.config.timeout_s:g}s; check LINKEDIN_USERNAME / LINKEDIN_PASSWORD"
             )
         raise AuthRequiredError(link, self._login_error)
 

@@ -37,10 +37,4 @@ class MediumCrawler(BrowserCrawler):
         if status is not None and status >= 400:
             raise CrawlError(link, f"HTTP {status}")
         content = extract_article(soup, link, url, MEDIUM_LAYOUT)
-        return ArticleDocument(
-            author_id=author.id,
-            author_full_name=author.full_name,
-            platform=self.platform.value,
-            link=link,
-            content=content,
-        )
+        return self.document(ArticleDocument, link, author, content)

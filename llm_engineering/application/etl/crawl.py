@@ -4,29 +4,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from typing import Literal, Protocol
+from typing import Literal
 
 from loguru import logger
 from pydantic import BaseModel, Field
 from tqdm.auto import tqdm
 
-from llm_engineering.application.crawlers.base import Crawler
-from llm_engineering.application.ports import WarehouseRepository
+from llm_engineering.application.ports import CrawlerRegistry, WarehouseRepository
 from llm_engineering.application.tables import format_table
 from llm_engineering.domain.documents import UserDocument
 from llm_engineering.domain.errors import CrawlError
 
 LinkStatus = Literal["inserted", "updated", "unchanged", "failed"]
-
-
-class CrawlerRegistry(Protocol):
-    """What the ETL needs from the crawler dispatcher."""
-
-    def get_crawler(self, link: str) -> Crawler: ...
-
-    def platform_for(self, link: str) -> str: ...
-
-    def close(self) -> None: ...
 
 
 class LinkOutcome(BaseModel):

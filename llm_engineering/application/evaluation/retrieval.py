@@ -12,10 +12,11 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llm_engineering.application.ports import Retriever
 from llm_engineering.application.rag.fusion import dedupe_by_document
 from llm_engineering.domain.chunks import RetrievalResult
 from llm_engineering.domain.errors import ConfigurationError
@@ -31,10 +32,6 @@ class QAItem(BaseModel):
     link: str = Field(min_length=1)
     author: str | None = None
     kind: str | None = None
-
-
-class ModeSearcher(Protocol):
-    def search(self, query: str, k: int = 5, author: str | None = None, mode: str | None = None) -> RetrievalResult: ...
 
 
 def load_qa(path: str | Path) -> list[QAItem]:
@@ -88,7 +85,7 @@ class RetrievalEvaluation(BaseModel):
 
 
 def evaluate_retrieval(
-    retriever: ModeSearcher, items: Iterable[QAItem], k: int = 10, modes: Sequence[str] = ("dense", "sparse", "hybrid")
+    retriever: Retriever, items: Iterable[QAItem], k: int = 10, modes: Sequence[str] = ("dense", "sparse", "hybrid")
 ) -> RetrievalEvaluation:
     items = list(items)
     ranks: dict[str, list[int | None]] = defaultdict(list)

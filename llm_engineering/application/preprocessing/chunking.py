@@ -15,25 +15,14 @@ import re
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from pydantic import BaseModel, Field
 
+from llm_engineering.application.ports import ChunkTokenizer
 from llm_engineering.domain.chunks import Chunk, CleanedDocument, chunk_id
 from llm_engineering.domain.types import DataCategory
 
 from .cleaning import split_repository_files
-
-
-class TokenCounter(Protocol):
-    """What chunking needs from the embedding model's tokenizer (EmbeddingModel implements it)."""
-
-    @property
-    def max_seq_length(self) -> int: ...
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
-
-    def token_offsets(self, text: str) -> list[tuple[int, int]]: ...
 
 
 class ChunkingParams(BaseModel):
@@ -196,7 +185,7 @@ def _strip_span(text: str, start: int, end: int, keep_indent: bool) -> tuple[int
     return start, end
 
 
-def split_text(text: str, counter: TokenCounter, params: ChunkingParams, code: bool = False) -> list[str]:
+def split_text(text: str, counter: ChunkTokenizer, params: ChunkingParams, code: bool = False) -> list[str]:
     """Chunks of `text` (contiguous slices), each within `params.chunk_tokens` and the model window."""
     if not text.strip():
         return []
@@ -215,7 +204,7 @@ def split_text(text: str, counter: TokenCounter, params: ChunkingParams, code: b
     return _enforce_window(chunks, counter, window)
 
 
-def _enforce_window(chunks: list[str], counter: TokenCounter, window: int) -> list[str]:
+def _enforce_window(chunks: list[str], counter: ChunkTokenizer, window: int) -> list[str]:
     """Re-tokenise each chunk on its own; a chunk over the window (rare: sub-word cuts) is halved until it fits."""
     out: list[str] = []
     specials = counter.max_seq_length - window
@@ -230,11 +219,11 @@ def _enforce_window(chunks: list[str], counter: TokenCounter, window: int) -> li
 
 
 # --- per-category chunkers (one registry) ---------------------------------------------------------------------
-def _chunk_prose(document: CleanedDocument, counter: TokenCounter, params: ChunkingParams) -> list[tuple[str, dict]]:
+def _chunk_prose(document: CleanedDocument, counter: ChunkTokenizer, params: ChunkingParams) -> list[tuple[str, dict]]:
     return [(text, {}) for text in split_text(document.text, counter, params)]
 
 
-def _chunk_code(document: CleanedDocument, counter: TokenCounter, params: ChunkingParams) -> list[tuple[str, dict]]:
+def _chunk_code(document: CleanedDocument, counter: ChunkTokenizer, params: ChunkingParams) -> list[tuple[str, dict]]:
     out = []
     for path, code in split_repository_files(document.text):  # never across files
         out.extend((text, {"path": path}) for text in split_text(code, counter, params, code=True))
@@ -249,7 +238,7 @@ CHUNKERS = {
 
 
 def chunk_document(
-    document: CleanedDocument, counter: TokenCounter, params: ChunkingParams | None = None
+    document: CleanedDocument, counter: ChunkTokenizer, params: ChunkingParams | None = None
 ) -> list[Chunk]:
     """Chunks with deterministic ids (document id, position, text): re-runs upsert the same points."""
     params = params or DEFAULT_CHUNKING[document.category]
@@ -279,7 +268,6 @@ __all__ = [
     "CHUNKERS",
     "DEFAULT_CHUNKING",
     "ChunkingParams",
-    "TokenCounter",
     "chunk_document",
     "split_text",
 ]

@@ -1,9 +1,10 @@
 """The feature engineering logic: warehouse → clean → chunk → embed → Qdrant, incremental and restart-safe.
 
-Pipeline steps call the stages one by one (`query`, `plan`, `clean`, `index`); `run_feature_engineering`
-chains the same stages in-process. Incremental runs compare each document's marker (hash of the source
-content and the feature settings) with the one stored after its last complete indexing: only new or changed
-documents are cleaned, chunked and embedded; documents gone from the warehouse lose their chunks.
+Pipeline steps call the stages one by one (`query`, `plan`, `clean`, `index`); `FeatureEngineering.run`
+chains the same stages in-process (the composition root builds the service: `get_container().feature_engineering()`).
+Incremental runs compare each document's marker (hash of the source content and the feature settings) with
+the one stored after its last complete indexing: only new or changed documents are cleaned, chunked and
+embedded; documents gone from the warehouse lose their chunks.
 """
 
 from __future__ import annotations
@@ -12,46 +13,26 @@ import hashlib
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any
 
 from loguru import logger
 from pydantic import BaseModel, Field
 from tqdm.auto import tqdm
 
-from llm_engineering.application.ports import WarehouseRepository
+from llm_engineering.application.ports import Embedder, FeatureStore, WarehouseRepository
 from llm_engineering.domain.chunks import Chunk, CleanedDocument
 from llm_engineering.domain.documents import ArticleDocument, PostDocument, RawDocument, RepositoryDocument
 from llm_engineering.domain.errors import ConfigurationError
 from llm_engineering.domain.types import DOCUMENT_CATEGORIES, DataCategory
 
 from . import sparse
-from .chunking import DEFAULT_CHUNKING, ChunkingParams, TokenCounter, chunk_document
+from .chunking import DEFAULT_CHUNKING, ChunkingParams, chunk_document
 from .cleaning import clean_document
 
 # Bump when cleaning/chunking/sparse logic changes meaningfully: every document is then re-indexed.
 FEATURE_LOGIC_VERSION = "1"
-
-
-class Embedder(TokenCounter, Protocol):
-    model_id: str
-
-    @property
-    def dimension(self) -> int: ...
-
-    def encode(self, texts: Sequence[str], show_progress: bool = False, batch_size: int | None = None) -> Any: ...
-
-
-class FeatureStore(Protocol):
-    def ensure_collections(self, dense_size: int) -> bool: ...
-    def markers(self) -> dict[str, str]: ...
-    def chunk_document_ids(self) -> set[str]: ...
-    def upsert_chunks(self, chunks: Sequence[Chunk], dense: Any, sparse: Sequence[sparse.SparseVec]) -> None: ...
-    def delete_chunks(self, document_id: Any, keep: Sequence[Any] = ()) -> None: ...
-    def put_document(self, document: CleanedDocument, marker: str, stats: dict[str, Any]) -> None: ...
-    def delete_document(self, document_id: Any) -> None: ...
-    def count_chunks(self) -> int: ...
 
 
 # --- artifacts passed between steps ----------------------------------------------------------------------------
@@ -329,6 +310,15 @@ class FeatureEngineering:
         timings["plan"] = time.perf_counter() - started
         report = self.index(snapshot, plan, self.clean(snapshot, plan))
         report.timings_s = {**{k: round(v, 3) for k, v in timings.items()}, **report.timings_s}
+        logger.info(
+            "Features: {} new, {} changed, {} unchanged, {} removed; {} chunks written, {} in store",
+            report.new,
+            report.changed,
+            report.unchanged,
+            report.removed,
+            report.chunks_written,
+            report.chunks_total,
+        )
         return report
 
 
@@ -342,40 +332,6 @@ def resolve_author_names(authors: Iterable[str] | str | None) -> list[str]:
         authors = [authors]
     names = [normalize_full_name(a) for a in authors if a and a.strip()]
     return [] if any(n.lower() == "all" for n in names) else sorted(set(names))
-
-
-def build_feature_engineering(settings: Any, **kwargs: Any) -> FeatureEngineering:
-    """Wire the concrete adapters from settings (warehouse, Qdrant, embedding model)."""
-    from llm_engineering.infrastructure.embeddings import get_embedding_model
-    from llm_engineering.infrastructure.mongo.warehouse import MongoWarehouse
-    from llm_engineering.infrastructure.qdrant import get_feature_store
-
-    return FeatureEngineering(
-        warehouse=kwargs.pop("warehouse", None) or MongoWarehouse(settings=settings),
-        store=kwargs.pop("store", None) or get_feature_store(settings),
-        embedder=kwargs.pop("embedder", None) or get_embedding_model(settings),
-        **kwargs,
-    )
-
-
-def run_feature_engineering(
-    settings: Any,
-    authors: Iterable[str] | str | None = None,
-    chunking: dict[DataCategory, ChunkingParams] | None = None,
-    **kwargs: Any,
-) -> FeatureReport:
-    """The whole feature pipeline in this process (the ZenML steps run the same stages)."""
-    report = build_feature_engineering(settings, chunking=chunking, **kwargs).run(authors)
-    logger.info(
-        "Features: {} new, {} changed, {} unchanged, {} removed; {} chunks written, {} in store",
-        report.new,
-        report.changed,
-        report.unchanged,
-        report.removed,
-        report.chunks_written,
-        report.chunks_total,
-    )
-    return report
 
 
 def parse_chunking(config: dict[str, Any] | None) -> dict[DataCategory, ChunkingParams]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
+from llm_engineering.application.ports import PromptTokenCounter
 from llm_engineering.application.rag.fusion import reciprocal_rank_fusion
 from llm_engineering.domain.chunks import RetrievalResult, RetrievedChunk
 from llm_engineering.domain.prompts import ContextPassage, format_passage
@@ -14,14 +14,6 @@ from llm_engineering.domain.prompts import ContextPassage, format_passage
 # Below this many tokens a truncated passage is more noise than help: stop instead.
 MIN_PASSAGE_TOKENS = 32
 PASSAGE_SEPARATOR_TOKENS = 2  # the blank line between passages
-
-
-class TokenCounter(Protocol):
-    name: str
-
-    def count(self, text: str) -> int: ...
-
-    def truncate(self, text: str, max_tokens: int) -> str: ...
 
 
 _SPACES = re.compile(r"\s+")
@@ -72,7 +64,7 @@ def context_budget(max_model_len: int, answer_tokens: int, prompt_tokens_without
 
 
 def assemble_context(
-    hits: Sequence[RetrievedChunk], k: int, budget_tokens: int, counter: TokenCounter
+    hits: Sequence[RetrievedChunk], k: int, budget_tokens: int, counter: PromptTokenCounter
 ) -> AssembledContext:
     """Take hits in rank order until k passages or the budget is reached; the last one may be truncated."""
     passages: list[ContextPassage] = []

@@ -11,7 +11,6 @@ from llm_engineering.domain.vectors import RRF_K
 T = TypeVar("T", bound=Hashable)
 
 
-
 def reciprocal_rank_fusion(rankings: Iterable[Sequence[T]], k: int = RRF_K) -> list[tuple[T, float]]:
     """Fuse rankings (best first) into one: score(item) = Σ 1 / (k + rank), rank 1-based. Ties keep first-seen."""
     scores: dict[T, float] = {}

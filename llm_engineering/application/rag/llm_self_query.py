@@ -3,8 +3,9 @@
 The LLM answers with a json_schema whose enum holds only the warehouse's authors (or null), so it cannot invent
 a name. A small model still picks a wrong author now and then, which would silently filter out every right
 passage, so an LLM answer is only trusted when a part of that author's name appears in the question (e.g.
-"what does Marchetti say" → "Elena Marchetti"). Otherwise, and on any LLM failure, the rule-based match
-(application/rag/self_query.py) decides. Looking authors up never creates a user.
+"what does Marchetti say" → "Elena Marchetti"). The rule-based match (application/rag/self_query.py) runs
+first: when the question holds a known author's full name the LLM is not asked at all. Looking authors up
+never creates a user.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 from loguru import logger
 
-from llm_engineering.application.rag.self_query import SelfQuery
+from llm_engineering.application.ports import LLM, AuthorDirectory
 from llm_engineering.domain.errors import LLMTwinError
 from llm_engineering.domain.prompts import self_query_messages, self_query_schema
 
@@ -39,7 +40,9 @@ def name_mentioned(author: str, question: str) -> bool:
 
 
 class LLMSelfQuery:
-    def __init__(self, rule_based: SelfQuery, llm=None, max_tokens: int = 40, timeout_s: float | None = None) -> None:
+    def __init__(
+        self, rule_based: AuthorDirectory, llm: LLM | None = None, max_tokens: int = 40, timeout_s: float | None = None
+    ) -> None:
         self.rule_based = rule_based
         self.llm = llm  # None: rule-based only
         self.max_tokens = max_tokens
@@ -50,19 +53,17 @@ class LLMSelfQuery:
 
     async def resolve_author(self, author: str) -> str | None:
         """The warehouse spelling of an explicitly requested author, or None if no such user exists."""
-        wanted = " ".join(author.split()).casefold()
-        for name in await self.known_authors():
-            if name.casefold() == wanted:
-                return name
-        return None
+        return await asyncio.to_thread(self.rule_based.canonical, author)
 
     async def extract(self, question: str) -> SelfQueryResult:
         authors = await self.known_authors()
         if not authors:
             return SelfQueryResult(author=None, method="none", note="the warehouse has no authors")
         rule = self.rule_based.extract_author(question)
+        if rule is not None:
+            return SelfQueryResult(author=rule, method="rule")  # a full name in the question: no LLM call needed
         if self.llm is None or len(authors) > MAX_AUTHORS_IN_PROMPT:
-            return SelfQueryResult(author=rule, method="rule" if rule else "none")
+            return SelfQueryResult(author=None, method="none")
         try:
             data, raw = await self.llm.chat_json(
                 self_query_messages(question, authors),
@@ -74,7 +75,7 @@ class LLMSelfQuery:
             )
         except LLMTwinError as exc:
             logger.warning(f"LLM self-query failed, using the rule-based match: {exc}")
-            return SelfQueryResult(author=rule, method="rule" if rule else "none", note=f"llm error: {exc}")
+            return SelfQueryResult(author=None, method="none", note=f"llm error: {exc}")
         tokens = {"prompt_tokens": raw.prompt_tokens, "completion_tokens": raw.completion_tokens}
         candidate = data.get("author") if isinstance(data, dict) else None
         if isinstance(candidate, str) and candidate in authors and name_mentioned(candidate, question):
@@ -82,4 +83,4 @@ class LLMSelfQuery:
         note = None
         if isinstance(candidate, str):
             note = f"llm answer {candidate!r} rejected (not known or not named in the question)"
-        return SelfQueryResult(author=rule, method="rule" if rule else "none", note=note, **tokens)
+        return SelfQueryResult(author=None, method="none", note=note, **tokens)

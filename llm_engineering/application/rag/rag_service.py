@@ -11,16 +11,23 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from loguru import logger
 from pydantic import BaseModel, Field
 
-from llm_engineering.application.ports import Retriever
+from llm_engineering.application.ports import (
+    LLM,
+    PromptTokenCounter,
+    RequestTrace,
+    Retriever,
+    StageRecord,
+    Tracer,
+)
 from llm_engineering.application.rag.context import (
     AssembledContext,
-    TokenCounter,
     assemble_context,
     context_budget,
     merge_results,
@@ -30,6 +37,7 @@ from llm_engineering.application.rag.llm_self_query import LLMSelfQuery, SelfQue
 from llm_engineering.application.rag.query_expansion import ExpansionResult, QueryExpander
 from llm_engineering.domain.chunks import RetrievalResult
 from llm_engineering.domain.errors import UnknownAuthorError
+from llm_engineering.domain.llm import ChatResult
 from llm_engineering.domain.prompts import (
     CHATML_GENERATION_PROMPT_TOKENS,
     CHATML_TOKENS_PER_MESSAGE,
@@ -37,9 +45,19 @@ from llm_engineering.domain.prompts import (
     cited_numbers,
     rag_answer_stop,
 )
-from llm_engineering.settings import Settings
 
 Message = dict[str, str]
+
+
+class RAGConfig(BaseModel):
+    """The answer path's knobs (the composition root fills them from Settings: RAG_*, LLM_MAX_MODEL_LEN)."""
+
+    k: int = Field(default=3, ge=1, description="Passages put into the answer's context.")
+    expand_n: int = Field(default=2, ge=0, description="Query variants from query expansion (0 = off).")
+    use_llm_self_query: bool = True
+    max_answer_tokens: int = Field(default=256, ge=1)
+    temperature: float = Field(default=0.3, ge=0.0)
+    max_model_len: int = Field(default=2048, ge=64, description="The served model's window (prompt + answer).")
 
 
 class Source(BaseModel):
@@ -90,15 +108,15 @@ class _Prepared:
 class RAGService:
     def __init__(
         self,
-        settings: Settings,
+        config: RAGConfig,
         retriever: Retriever,
-        llm,  # infrastructure.llm.client.LLMClient
+        llm: LLM,
         self_query: LLMSelfQuery,
         expander: QueryExpander,
-        token_counter: TokenCounter,
-        tracer,  # infrastructure.llm.monitoring.Tracer
+        token_counter: PromptTokenCounter,
+        tracer: Tracer,
     ) -> None:
-        self.settings = settings
+        self.config = config
         self.retriever = retriever
         self.llm = llm
         self.self_query = self_query
@@ -109,14 +127,14 @@ class RAGService:
         self._search_lock = threading.Lock()
 
     # --- stages ---------------------------------------------------------------------------------------------
-    async def _author(self, query: str, author: str | None, trace) -> SelfQueryResult:
+    async def _author(self, query: str, author: str | None, trace: RequestTrace) -> SelfQueryResult:
         with trace.stage("self_query", input={"query": query, "author": author}) as stage:
             if author:
                 resolved = await self.self_query.resolve_author(author)
                 if resolved is None:
                     raise UnknownAuthorError(author, await self.self_query.known_authors())
                 result = SelfQueryResult(author=resolved, method="request")
-            elif self.settings.rag_use_llm_self_query:
+            elif self.config.use_llm_self_query:
                 result = await self.self_query.extract(query)
             else:
                 rule = await asyncio.to_thread(self.self_query.rule_based.extract_author, query)
@@ -126,7 +144,7 @@ class RAGService:
             stage.model = self.llm.model if result.prompt_tokens else None
             return result
 
-    async def _expand(self, query: str, n: int, trace) -> ExpansionResult:
+    async def _expand(self, query: str, n: int, trace: RequestTrace) -> ExpansionResult:
         with trace.stage("query_expansion", input={"query": query, "n": n}, span_type="llm") as stage:
             result = await self.expander.expand(query, n)
             stage.output = {"queries": result.queries, "rejected": result.rejected, "fallback": result.fallback_reason}
@@ -139,13 +157,19 @@ class RAGService:
             return [self.retriever.search(q, k=k, author=author) for q in queries]
 
     async def _prepare(
-        self, query: str, k: int | None, author: str | None, history: Sequence[Message], max_tokens: int | None, trace
+        self,
+        query: str,
+        k: int | None,
+        author: str | None,
+        history: Sequence[Message],
+        max_tokens: int | None,
+        trace: RequestTrace,
     ) -> _Prepared:
-        k = k or self.settings.rag_k
-        max_tokens = max_tokens or self.settings.rag_max_answer_tokens
+        k = k or self.config.k
+        max_tokens = max_tokens or self.config.max_answer_tokens
         notes: list[str] = []
         author_result, expansion = await asyncio.gather(
-            self._author(query, author, trace), self._expand(query, self.settings.rag_expand_n, trace)
+            self._author(query, author, trace), self._expand(query, self.config.expand_n, trace)
         )
         if author_result.note:
             notes.append(f"self-query: {author_result.note}")
@@ -166,10 +190,10 @@ class RAGService:
         with trace.stage("context") as stage:
             history = self._fit_history(query, history, max_tokens)
             fixed = self._prompt_tokens(build_rag_messages(query, [], history))
-            budget = context_budget(self.settings.llm_max_model_len, max_tokens, fixed)
+            budget = context_budget(self.config.max_model_len, max_tokens, fixed)
             if budget <= 0:
                 # The question alone fills the window: answer with a shorter budget rather than fail upstream.
-                max_tokens = max(16, self.settings.llm_max_model_len - fixed - 16)
+                max_tokens = max(16, self.config.max_model_len - fixed - 16)
                 budget = 0
                 notes.append("context: question too long for any context")
             context = assemble_context(merged, k, budget, self.token_counter)
@@ -203,20 +227,21 @@ class RAGService:
 
     def _fit_history(self, query: str, history: Sequence[Message], max_tokens: int) -> list[Message]:
         """Earlier turns, oldest dropped first, so that they take at most half of the non-answer window."""
-        allowance = (self.settings.llm_max_model_len - max_tokens) // 2
+        allowance = (self.config.max_model_len - max_tokens) // 2
         kept = list(history)
         while kept and self._prompt_tokens(build_rag_messages(query, [], kept)) > allowance:
             kept.pop(0)
         return kept
 
-    def _answer_model(self, prepared: _Prepared, text: str, trace, usage: dict[str, int], finish: str | None):
+    def _answer_model(self, prepared: _Prepared, trace: RequestTrace, generation: ChatResult) -> RAGAnswer:
+        text = generation.text
         cited = set(cited_numbers(text, len(prepared.sources)))
         for source in prepared.sources:
             source.cited = source.number in cited
         exp, sq = prepared.expansion, prepared.author
         tokens = {
-            "prompt": usage.get("prompt_tokens", 0),
-            "completion": usage.get("completion_tokens", 0),
+            "prompt": generation.prompt_tokens,
+            "completion": generation.completion_tokens,
             "context": prepared.context.context_tokens,
             "context_budget": prepared.context.budget_tokens,
             "expansion": {"prompt": exp.prompt_tokens, "completion": exp.completion_tokens},
@@ -234,12 +259,36 @@ class RAGService:
             expanded_queries=exp.queries,
             timings_ms=timings,
             tokens=tokens,
-            finish_reason=finish,
+            finish_reason=generation.finish_reason,
             model=self.llm.model,
             notes=prepared.notes,
         )
 
-    def _log(self, answer: RAGAnswer) -> None:
+    def _generation_options(self, prepared: _Prepared, temperature: float | None) -> dict[str, Any]:
+        """The answer's sampling options, the same for a streamed and a complete answer."""
+        return {
+            "max_tokens": prepared.max_tokens,
+            "temperature": self.config.temperature if temperature is None else temperature,
+            "stop": rag_answer_stop(len(prepared.sources)),
+        }
+
+    def _record_generation(self, stage: StageRecord, generation: ChatResult) -> None:
+        stage.output = {"answer": generation.text, "finish_reason": generation.finish_reason}
+        stage.usage = _usage(generation.prompt_tokens, generation.completion_tokens)
+        stage.model = self.llm.model
+
+    @asynccontextmanager
+    async def _request(self, name: str, query: str, k: int | None, author: str | None) -> AsyncIterator[RequestTrace]:
+        """One traced request: the trace ends with the error on any failure (cancellation included)."""
+        trace = self.tracer.start(name, input={"query": query, "k": k, "author": author})
+        try:
+            yield trace
+        except BaseException as exc:
+            trace.end(error=exc)
+            raise
+
+    def _finish(self, trace: RequestTrace, answer: RAGAnswer) -> RAGAnswer:
+        trace.end(output={"answer": answer.answer, "sources": [s.link for s in answer.sources]})
         logger.info(
             "rag query={!r} author={} sources={} timings_ms={} tokens={}",
             answer.query[:80],
@@ -248,14 +297,7 @@ class RAGService:
             answer.timings_ms,
             {k: v for k, v in answer.tokens.items() if k in ("prompt", "completion", "context")},
         )
-
-    def _generation_options(self, prepared: _Prepared, temperature: float | None) -> dict[str, Any]:
-        """The answer's sampling options, the same for a streamed and a complete answer."""
-        return {
-            "max_tokens": prepared.max_tokens,
-            "temperature": self.settings.rag_temperature if temperature is None else temperature,
-            "stop": rag_answer_stop(len(prepared.sources)),
-        }
+        return answer
 
     # --- public API -------------------------------------------------------------------------------------------
     async def answer(
@@ -267,27 +309,13 @@ class RAGService:
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> RAGAnswer:
-        trace = self.tracer.start("rag", input={"query": query, "k": k, "author": author})
-        try:
+        async with self._request("rag", query, k, author) as trace:
             prepared = await self._prepare(query, k, author, history, max_tokens, trace)
             with trace.stage("generation", input={"messages": prepared.messages}, span_type="llm") as stage:
-                result = await self.llm.chat(prepared.messages, **self._generation_options(prepared, temperature))
-                stage.output = {"answer": result.text, "finish_reason": result.finish_reason}
-                stage.usage = _usage(result.prompt_tokens, result.completion_tokens)
-                stage.model = self.llm.model
-            answer = self._answer_model(
-                prepared,
-                result.text,
-                trace,
-                {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens},
-                result.finish_reason,
-            )
-        except BaseException as exc:
-            trace.end(error=exc)
-            raise
-        trace.end(output={"answer": answer.answer, "sources": [s.link for s in answer.sources]})
-        self._log(answer)
-        return answer
+                generation = await self.llm.chat(prepared.messages, **self._generation_options(prepared, temperature))
+                self._record_generation(stage, generation)
+            answer = self._answer_model(prepared, trace, generation)
+        return self._finish(trace, answer)
 
     async def stream(
         self,
@@ -303,12 +331,10 @@ class RAGService:
         'sources' is yielded only once the LLM has produced its first piece, so an unreachable or failing LLM
         raises before anything is yielded and the API can still answer with a real status code (503/504).
         """
-        trace = self.tracer.start("rag_stream", input={"query": query, "k": k, "author": author})
-        try:
+        async with self._request("rag_stream", query, k, author) as trace:
             prepared = await self._prepare(query, k, author, history, max_tokens, trace)
+            generation = ChatResult(text="")
             pieces: list[str] = []
-            usage: dict[str, int] = {}
-            finish: str | None = None
             sources_sent = False
             with trace.stage("generation", input={"messages": prepared.messages}, span_type="llm") as stage:
                 deltas = self.llm.stream_chat(prepared.messages, **self._generation_options(prepared, temperature))
@@ -323,32 +349,24 @@ class RAGService:
                             pieces.append(delta.text)
                             yield RAGEvent("delta", delta.text)
                         if delta.completion_tokens is not None:
-                            usage = {
-                                "prompt_tokens": delta.prompt_tokens or 0,
-                                "completion_tokens": delta.completion_tokens,
-                            }
-                            finish = delta.finish_reason
+                            generation.prompt_tokens = delta.prompt_tokens or 0
+                            generation.completion_tokens = delta.completion_tokens
+                            generation.finish_reason = delta.finish_reason
                 finally:
                     await deltas.aclose()  # the consumer may stop early: end the upstream request too
-                stage.output = {"answer": "".join(pieces), "finish_reason": finish}
-                stage.usage = _usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
-                stage.model = self.llm.model
+                generation.text = "".join(pieces)
+                self._record_generation(stage, generation)
             if not sources_sent:
                 yield RAGEvent("sources", prepared.sources)
-            answer = self._answer_model(prepared, "".join(pieces), trace, usage, finish)
-        except BaseException as exc:
-            trace.end(error=exc)
-            raise
-        trace.end(output={"answer": answer.answer, "sources": [s.link for s in answer.sources]})
-        self._log(answer)
-        yield RAGEvent("done", answer)
+            answer = self._answer_model(prepared, trace, generation)
+        yield RAGEvent("done", self._finish(trace, answer))
 
     async def check_ready(self) -> dict[str, dict[str, Any]]:
         """{"warehouse"|"vector_store"|"llm": {"ok": bool, "detail": str}} — each checked independently."""
 
         async def warehouse() -> tuple[bool, str]:
             # Uncached on purpose (known_authors() caches for a minute): readiness must see a dead warehouse.
-            users = await asyncio.to_thread(self.self_query.rule_based.warehouse.list_users)
+            users = await asyncio.to_thread(self.self_query.rule_based.known_authors, True)
             return True, f"{len(users)} authors"
 
         async def vector_store() -> tuple[bool, str]:
@@ -382,29 +400,3 @@ def _usage(prompt: int, completion: int) -> dict[str, int] | None:
     if not prompt and not completion:
         return None
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-
-
-def build_rag_service(settings: Settings, retriever: Retriever | None = None) -> RAGService:
-    """The service wired with the real adapters. Creating it connects nothing; clients open on first use."""
-    from llm_engineering.application.rag.self_query import SelfQuery
-    from llm_engineering.infrastructure.llm.client import LLMClient
-    from llm_engineering.infrastructure.llm.monitoring import Tracer
-    from llm_engineering.infrastructure.llm.tokens import load_token_counter
-    from llm_engineering.infrastructure.mongo.warehouse import MongoWarehouse
-
-    if retriever is None:
-        from llm_engineering.application.rag.retriever import build_retriever
-
-        retriever = build_retriever(settings)
-    llm = LLMClient(settings)
-    # Helper calls are short: fail fast to the fallback instead of holding the request for llm_timeout_s.
-    helper_timeout = min(30.0, settings.llm_timeout_s)
-    return RAGService(
-        settings=settings,
-        retriever=retriever,
-        llm=llm,
-        self_query=LLMSelfQuery(SelfQuery(MongoWarehouse(settings=settings)), llm=llm, timeout_s=helper_timeout),
-        expander=QueryExpander(llm, timeout_s=helper_timeout),
-        token_counter=load_token_counter(settings),
-        tracer=Tracer(settings),
-    )

@@ -1,4 +1,5 @@
-"""Rule-based self-query: find the full name of a known author in the question.
+"""Rule-based self-query: find the full name of a known author in the question (implements
+`ports.AuthorDirectory`).
 
 Only authors that exist in the warehouse are recognised; looking up never creates a user.
 """
@@ -9,8 +10,9 @@ import re
 import threading
 import time
 
-from llm_engineering.application.ports import WarehouseRepository
+from llm_engineering.application.ports import AuthorDirectory, WarehouseRepository
 from llm_engineering.domain.documents import normalize_full_name
+from llm_engineering.domain.errors import UnknownAuthorError
 
 
 class SelfQuery:
@@ -21,18 +23,24 @@ class SelfQuery:
         self._loaded_at = float("-inf")
         self._lock = threading.Lock()
 
-    def known_authors(self) -> list[str]:
-        """Full names in the warehouse, longest first (so 'Ada King Lovelace' wins over 'Ada King')."""
+    def known_authors(self, fresh: bool = False) -> list[str]:
+        """Full names in the warehouse, longest first (so 'Ada King Lovelace' wins over 'Ada King').
+
+        Cached for `ttl_s`; `fresh=True` asks the warehouse now (readiness checks must see a dead warehouse)."""
         with self._lock:
-            if time.monotonic() - self._loaded_at > self.ttl_s:
+            if fresh or time.monotonic() - self._loaded_at > self.ttl_s:
                 names = {u.full_name for u in self.warehouse.list_users()}
                 self._names = sorted(names, key=lambda n: (-len(n), n))
                 self._loaded_at = time.monotonic()
             return list(self._names)
 
+    def canonical(self, full_name: str) -> str | None:
+        """The warehouse's spelling of `full_name` (case and spacing ignored), or None if unknown."""
+        wanted = normalize_full_name(full_name).casefold()
+        return next((n for n in self.known_authors() if n.casefold() == wanted), None)
+
     def is_known(self, full_name: str) -> bool:
-        name = normalize_full_name(full_name).casefold()
-        return any(n.casefold() == name for n in self.known_authors())
+        return self.canonical(full_name) is not None
 
     def extract_author(self, query: str) -> str | None:
         """The warehouse's spelling of the first known full name found in the query, or None."""
@@ -42,3 +50,18 @@ class SelfQuery:
             if re.search(pattern, text, flags=re.IGNORECASE):
                 return name
         return None
+
+
+def resolve_author_filter(authors: AuthorDirectory, query: str, requested: str | None) -> tuple[str | None, str]:
+    """The author filter for a search and how it was found: ("Name", "request" | "rule") or (None, "none").
+
+    A requested author must exist (UnknownAuthorError lists the known ones); otherwise a known author's full
+    name in the query selects them.
+    """
+    if requested and requested.strip():
+        name = authors.canonical(requested)
+        if name is None:
+            raise UnknownAuthorError(requested, authors.known_authors())
+        return name, "request"
+    found = authors.extract_author(query)
+    return (found, "rule") if found else (None, "none")

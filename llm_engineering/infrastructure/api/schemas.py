@@ -75,3 +75,115 @@ class ChatCompletionRequest(BaseModel):
     k: int | None = Field(default=None, ge=1, le=20)
     author: str | None = Field(default=None, max_length=200)
     sources_footer: bool = Field(default=True, description="Append 'Sources: [1] title — link' to the answer.")
+
+
+# --- POST /search --------------------------------------------------------------------------------------------------
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(description="What to search for (1..INFERENCE_MAX_QUERY_CHARS characters).")
+    k: int | None = Field(default=None, ge=1, le=50, description="How many chunks (default RAG_K).")
+    author: str | None = Field(default=None, max_length=200, description="Restrict to this warehouse author.")
+    mode: Literal["dense", "sparse", "hybrid", "rerank"] | None = Field(
+        default=None, description="Retrieval mode (default: hybrid, or rerank when a reranker is configured)."
+    )
+
+
+class SearchHit(BaseModel):
+    rank: int
+    score: float
+    link: str
+    title: str
+    author: str
+    text: str
+    document_id: str
+    chunk_id: str
+
+
+class SearchResponse(BaseModel):
+    query: str
+    mode: str
+    author: str | None = Field(description="The author filter applied (requested, or found in the query).")
+    author_source: str = Field(description="request | rule | none")
+    hits: list[SearchHit]
+    timings_ms: dict[str, float]
+    notes: list[str]
+
+
+# --- OpenAI-compatible responses ---------------------------------------------------------------------------------
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "llm-twin"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def of(cls, prompt: int, completion: int) -> Usage:
+        return cls(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: str
+
+
+class RAGExtras(BaseModel):
+    """What the twin adds to an OpenAI payload: the author filter, expansions, timings, tokens, notes."""
+
+    author: str | None
+    author_method: str
+    expanded_queries: list[str]
+    timings_ms: dict[str, float]
+    tokens: dict[str, Any]
+    notes: list[str]
+    model: str = Field(default="", description="The served model (and registry version) that answered.")
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str = RAG_MODEL_ID
+    choices: list[Choice]
+    usage: Usage
+    sources: list[Source]
+    rag: RAGExtras
+
+
+class ChunkDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: ChunkDelta
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str = RAG_MODEL_ID
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+    sources: list[Source] | None = None
+    rag: RAGExtras | None = None

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from llm_engineering.domain.llm import ChatResult, StreamDelta
 from llm_engineering.domain.errors import LLMRequestError, LLMTimeoutError, LLMTwinError, LLMUnavailableError
+from llm_engineering.domain.llm import ChatResult, StreamDelta
 from llm_engineering.settings import Settings
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from llm_engineering.application.rag.context import TokenCounter
+from llm_engineering.application.ports import PromptTokenCounter
 from llm_engineering.settings import Settings
 
 
@@ -59,7 +59,7 @@ class ApproxTokenCounter:
         return text[: max(0, int(max_tokens * self.chars_per_token))]
 
 
-def load_token_counter(settings: Settings) -> TokenCounter:
+def load_token_counter(settings: Settings) -> PromptTokenCounter:
     """The served model's tokenizer when it can be found locally, else the approximation (logged once)."""
     from llm_engineering.domain.errors import ConfigurationError
     from llm_engineering.model.prepare import resolve_model

@@ -65,9 +65,8 @@ def rag_corpus_settings(
     tmp_path_factory: pytest.TempPathFactory, mongo_uri: str, prepared_model_dir: Path, vllm_base_url: str
 ) -> Settings:
     """Settings over the sample corpus, imported into the warehouse and embedded into Qdrant once."""
-    from llm_engineering.application.preprocessing.features import run_feature_engineering
     from llm_engineering.application.warehouse.transfer import import_warehouse
-    from llm_engineering.infrastructure.mongo.warehouse import MongoWarehouse
+    from llm_engineering.wiring import Container
 
     data_dir = tmp_path_factory.mktemp("rag-corpus")
     link_prepared_model(data_dir, prepared_model_dir)
@@ -80,9 +79,11 @@ def rag_corpus_settings(
         rag_max_answer_tokens=48,  # short answers keep the suite fast; quality is not what these tests check
         opik_url=None,
     )
-    import_warehouse(MongoWarehouse(settings=settings), SAMPLE_CORPUS, show_progress=False)
-    report = run_feature_engineering(settings, "all", show_progress=False)
+    container = Container(settings)
+    import_warehouse(container.warehouse, SAMPLE_CORPUS, show_progress=False)
+    report = container.feature_engineering(show_progress=False).run("all")
     assert report.chunks_total > 0
+    container.close()  # the store is opened again by the service under test
     return settings
 
 

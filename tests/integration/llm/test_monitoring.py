@@ -14,12 +14,13 @@ STAGES = ["self_query", "query_expansion", "search", "fusion", "context", "gener
 def test_every_rag_stage_is_a_span_with_usage(rag_corpus_settings, monkeypatch):
     import opik
 
-    from llm_engineering.application.rag.rag_service import build_rag_service
     from llm_engineering.infrastructure.local_services import find_free_port
+    from llm_engineering.wiring import Container
 
     monkeypatch.setenv("OPIK_TRACK_DISABLE", "false")
     settings = rag_corpus_settings.model_copy(update={"opik_url": f"http://127.0.0.1:{find_free_port()}/api"})
-    service = build_rag_service(settings)
+    container = Container(settings)
+    service = container.rag_service
     assert service.tracer.client is not None
 
     async def scenario():
@@ -31,6 +32,7 @@ def test_every_rag_stage_is_a_span_with_usage(rag_corpus_settings, monkeypatch):
     with opik.record_traces_locally(client=service.tracer.client) as storage:
         answer, events = asyncio.run(scenario())
         traces = storage.trace_trees
+    container.close()
     assert sorted(t.name for t in traces) == ["rag", "rag_stream"]
     for trace in traces:
         assert [span.name for span in trace.spans] == STAGES

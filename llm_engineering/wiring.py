@@ -1,0 +1,276 @@
+"""The composition root: the one place that builds infrastructure adapters from `Settings` and hands them to
+application services.
+
+Steps, tools, benchmarks and the API get their services here (`get_container()`); nothing else constructs an
+adapter. Every adapter is built lazily, once per container, so a ZenML run that calls several steps in one
+process loads the embedding model and opens the stores once. Building a service connects nothing that its
+adapters do not open lazily themselves (the LLM client, the warehouse, the embedding weights).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from llm_engineering.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from llm_engineering.application.crawlers.base import CrawlerConfig
+    from llm_engineering.application.crawlers.dispatcher import CrawlerDispatcher
+    from llm_engineering.application.ports import (
+        LLM,
+        Embedder,
+        FeatureStore,
+        PromptTokenCounter,
+        Reranker,
+        Tracer,
+        WarehouseRepository,
+    )
+    from llm_engineering.application.preprocessing.chunking import ChunkingParams
+    from llm_engineering.application.preprocessing.features import FeatureEngineering
+    from llm_engineering.application.rag.rag_service import RAGConfig, RAGService
+    from llm_engineering.application.rag.retriever import HybridRetriever
+    from llm_engineering.application.rag.search import SearchService
+    from llm_engineering.application.rag.self_query import SelfQuery
+    from llm_engineering.domain.types import DataCategory
+
+T = TypeVar("T")
+
+# Helper LLM calls (self-query, expansion) are short: fail fast to their fallback instead of holding a request.
+HELPER_LLM_TIMEOUT_S = 30.0
+
+
+class Container:
+    """Adapters and services for one `Settings`, each built on first use and then reused."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._built: dict[str, Any] = {}
+        self._lock = threading.RLock()
+
+    def _once(self, name: str, build: Callable[[], T]) -> T:
+        with self._lock:
+            if name not in self._built:
+                self._built[name] = build()
+            return self._built[name]
+
+    # --- adapters ------------------------------------------------------------------------------------------------
+    @property
+    def warehouse(self) -> WarehouseRepository:
+        def build() -> WarehouseRepository:
+            from llm_engineering.infrastructure.mongo.warehouse import MongoWarehouse
+
+            return MongoWarehouse(settings=self.settings)
+
+        return self._once("warehouse", build)
+
+    @property
+    def feature_store(self) -> FeatureStore:
+        def build() -> FeatureStore:
+            from llm_engineering.infrastructure.qdrant import get_feature_store
+
+            return get_feature_store(self.settings)
+
+        return self._once("feature_store", build)
+
+    @property
+    def embedder(self) -> Embedder:
+        def build() -> Embedder:
+            from llm_engineering.infrastructure.embeddings import get_embedding_model
+
+            return get_embedding_model(self.settings)
+
+        return self._once("embedder", build)
+
+    @property
+    def reranker(self) -> Reranker | None:
+        def build() -> Reranker | None:
+            from llm_engineering.infrastructure.embeddings import get_reranker
+
+            return get_reranker(self.settings)
+
+        return self._once("reranker", build)
+
+    @property
+    def authors(self) -> SelfQuery:
+        """The warehouse's authors for self-query (rule-based; cached for a minute)."""
+
+        def build() -> SelfQuery:
+            from llm_engineering.application.rag.self_query import SelfQuery
+
+            return SelfQuery(self.warehouse)
+
+        return self._once("authors", build)
+
+    @property
+    def llm(self) -> LLM:
+        """The serving LLM (LLM_BASE_URL / LLM_MODEL_ID): answers, expansion, self-query."""
+        return self._once("llm", lambda: self.llm_client())
+
+    def llm_client(
+        self,
+        base_url: str | None = None,
+        model: str | None = None,
+        api_key: str | None = None,
+        timeout_s: float | None = None,
+        max_retries: int | None = None,
+    ) -> LLM:
+        """An OpenAI-compatible client; unset arguments fall back to the serving LLM settings."""
+        from llm_engineering.infrastructure.llm.client import LLMClient
+
+        return LLMClient(
+            self.settings, base_url=base_url, model=model, api_key=api_key, timeout_s=timeout_s, max_retries=max_retries
+        )
+
+    @property
+    def prompt_token_counter(self) -> PromptTokenCounter:
+        def build() -> PromptTokenCounter:
+            from llm_engineering.infrastructure.llm.tokens import load_token_counter
+
+            return load_token_counter(self.settings)
+
+        return self._once("prompt_token_counter", build)
+
+    @property
+    def tracer(self) -> Tracer:
+        def build() -> Tracer:
+            from llm_engineering.infrastructure.llm.monitoring import Tracer as OpikTracer
+
+            return OpikTracer(self.settings)
+
+        return self._once("tracer", build)
+
+    # --- services ------------------------------------------------------------------------------------------------
+    def retriever(self, **options: Any) -> HybridRetriever:
+        """Hybrid retrieval over the feature store (options: default_mode, fusion, candidates_per_k)."""
+        from llm_engineering.application.rag.retriever import HybridRetriever
+
+        if options:
+            return HybridRetriever(self.feature_store, self.embedder, self.reranker, **options)
+        return self._once("retriever", lambda: HybridRetriever(self.feature_store, self.embedder, self.reranker))
+
+    @property
+    def search_service(self) -> SearchService:
+        def build() -> SearchService:
+            from llm_engineering.application.rag.search import SearchService
+
+            return SearchService(self.retriever(), self.authors)
+
+        return self._once("search_service", build)
+
+    def rag_config(self) -> RAGConfig:
+        from llm_engineering.application.rag.rag_service import RAGConfig
+
+        s = self.settings
+        return RAGConfig(
+            k=s.rag_k,
+            expand_n=s.rag_expand_n,
+            use_llm_self_query=s.rag_use_llm_self_query,
+            max_answer_tokens=s.rag_max_answer_tokens,
+            temperature=s.rag_temperature,
+            max_model_len=s.llm_max_model_len,
+        )
+
+    @property
+    def rag_service(self) -> RAGService:
+        def build() -> RAGService:
+            from llm_engineering.application.rag.llm_self_query import LLMSelfQuery
+            from llm_engineering.application.rag.query_expansion import QueryExpander
+            from llm_engineering.application.rag.rag_service import RAGService
+
+            helper_timeout = min(HELPER_LLM_TIMEOUT_S, self.settings.llm_timeout_s)
+            return RAGService(
+                config=self.rag_config(),
+                retriever=self.retriever(),
+                llm=self.llm,
+                self_query=LLMSelfQuery(self.authors, llm=self.llm, timeout_s=helper_timeout),
+                expander=QueryExpander(self.llm, timeout_s=helper_timeout),
+                token_counter=self.prompt_token_counter,
+                tracer=self.tracer,
+            )
+
+        return self._once("rag_service", build)
+
+    def feature_engineering(
+        self, chunking: dict[DataCategory, ChunkingParams] | None = None, **options: Any
+    ) -> FeatureEngineering:
+        """warehouse → clean → chunk → embed → feature store (options: batch_chunks, show_progress, ...)."""
+        from llm_engineering.application.preprocessing.features import FeatureEngineering
+
+        return FeatureEngineering(self.warehouse, self.feature_store, self.embedder, chunking=chunking, **options)
+
+    def crawler_config(self) -> CrawlerConfig:
+        from llm_engineering.application.crawlers.base import CrawlerConfig
+
+        s = self.settings
+        return CrawlerConfig(
+            timeout_s=s.crawler_timeout_s,
+            scroll_limit=s.crawler_scroll_limit,
+            github_max_file_bytes=s.github_max_file_bytes,
+            linkedin_username=s.linkedin_username,
+            linkedin_password=s.linkedin_password,
+        )
+
+    def crawler_dispatcher(self) -> CrawlerDispatcher:
+        """Medium, Substack, LinkedIn, GitHub (+ local paths / file://), every other link as a blog article.
+
+        A new dispatcher per batch: its crawlers share one polite HTTP session, one per-domain throttle and one
+        lazily started browser, all released by `dispatcher.close()`.
+        """
+        from llm_engineering.application.crawlers.article import ArticleCrawler, SubstackCrawler
+        from llm_engineering.application.crawlers.dispatcher import CrawlerDispatcher, is_repository_link
+        from llm_engineering.application.crawlers.github import GithubCrawler
+        from llm_engineering.application.crawlers.linkedin import LinkedInCrawler
+        from llm_engineering.application.crawlers.medium import MediumCrawler
+        from llm_engineering.domain.types import Platform
+        from llm_engineering.infrastructure.browser import BrowserSession
+        from llm_engineering.infrastructure.http import DomainThrottle, PoliteHttpClient
+
+        config = self.crawler_config()
+        throttle = DomainThrottle(self.settings.crawler_domain_delay_s)
+        fetcher = PoliteHttpClient(self.settings, throttle=throttle)
+        browser = BrowserSession(self.settings)
+        dispatcher = CrawlerDispatcher(default=lambda: ArticleCrawler(fetcher), default_platform=Platform.BLOG)
+        dispatcher.register("medium.com", lambda: MediumCrawler(browser, throttle, config), Platform.MEDIUM)
+        dispatcher.register("substack.com", lambda: SubstackCrawler(fetcher), Platform.SUBSTACK)
+        dispatcher.register("linkedin.com", lambda: LinkedInCrawler(browser, throttle, config), Platform.LINKEDIN)
+        dispatcher.register(is_repository_link, lambda: GithubCrawler(config), Platform.GITHUB)
+        dispatcher.add_resource(browser.close)
+        dispatcher.add_resource(fetcher.close)
+        return dispatcher
+
+    def close(self) -> None:
+        """Release what this container opened (the vector store's lock, the LLM client's connections)."""
+        with self._lock:
+            built, self._built = self._built, {}
+        store = built.get("feature_store")
+        if store is not None and callable(getattr(store, "close", None)):
+            store.close()
+        from llm_engineering.infrastructure.qdrant import close_qdrant_clients
+
+        close_qdrant_clients(self.settings)
+
+
+_containers: dict[int, Container] = {}
+_containers_lock = threading.Lock()
+
+
+def get_container(settings: Settings | None = None) -> Container:
+    """The process-wide container for `settings` (default: `get_settings()`); one per settings object."""
+    settings = settings or get_settings()
+    with _containers_lock:
+        container = _containers.get(id(settings))
+        if container is None or container.settings is not settings:
+            container = Container(settings)
+            _containers[id(settings)] = container
+        return container
+
+
+def reset_containers() -> None:
+    """Forget every container (tests that change settings between cases)."""
+    with _containers_lock:
+        containers = list(_containers.values())
+        _containers.clear()
+    for container in containers:
+        container.close()
