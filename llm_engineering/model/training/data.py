@@ -1,0 +1,228 @@
+"""Training input: the folders written by the `generate_datasets` pipeline, read from their JSONL files.
+
+A dataset folder holds `instruct_train.jsonl`, `instruct_test.jsonl` (`instruction`, `answer`, `messages`,
+`source_link`, `author`) and `preference_train.jsonl`, `preference_test.jsonl` (`prompt` = the chat messages
+before the answer, `chosen` = the author's text, `rejected` = the base model's text, `source_link`, `author`),
+plus `report.json`. Folders are versioned under `DATA_DIR/datasets/<version>/`; `DATA_DIR/datasets/latest` (a
+text file or a symlink) may name the newest, else the newest folder by name wins.
+
+The trainers get TRL's conversational prompt/completion form: SFT `{"prompt": [system, user], "completion":
+[assistant]}` (TRL masks the prompt tokens, so the loss is on the answer only), DPO `{"prompt": [...],
+"chosen": [assistant], "rejected": [assistant]}` — rendered by the twin's chat template, as at serving time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from llm_engineering.domain.errors import ConfigurationError
+from llm_engineering.domain.prompts import TWIN_SYSTEM_PROMPT_NO_CONTEXT, Message, build_sft_messages
+
+INSTRUCT_FILES = {"train": "instruct_train.jsonl", "test": "instruct_test.jsonl"}
+PREFERENCE_FILES = {"train": "preference_train.jsonl", "test": "preference_test.jsonl"}
+LATEST_POINTER = "latest"
+NO_DATASET_HINT = "run `poe run-generate-datasets` first (or pass --dataset DIR)"
+ROLES = {"system", "user", "assistant"}
+
+
+class DatasetInfo(BaseModel):
+    """Which data a run trained on: enough to reproduce it and to show lineage."""
+
+    path: str
+    version: str
+    hash: str = Field(description="sha256 over the four JSONL files (names and bytes)")
+    counts: dict[str, int]
+    authors: list[str]
+    report: dict[str, Any] | None = None
+
+
+class TrainingData(BaseModel):
+    info: DatasetInfo
+    sft_train: list[dict[str, Any]]
+    sft_test: list[dict[str, Any]]
+    dpo_train: list[dict[str, Any]]
+    dpo_test: list[dict[str, Any]]
+
+
+def datasets_root(data_dir: Path) -> Path:
+    return Path(data_dir) / "datasets"
+
+
+def _is_dataset_dir(path: Path) -> bool:
+    return path.is_dir() and (path / INSTRUCT_FILES["train"]).is_file()
+
+
+def resolve_dataset_dir(data_dir: Path, dataset: str | Path | None = None) -> Path:
+    """The dataset folder to train on: `dataset` if given (a folder, or a version name under
+    DATA_DIR/datasets), else the one `DATA_DIR/datasets/latest` names, else the newest by folder name."""
+    root = datasets_root(data_dir)
+    if dataset is not None:
+        candidate = Path(dataset).expanduser()
+        if not candidate.exists() and (root / str(dataset)).exists():
+            candidate = root / str(dataset)
+        if not candidate.is_dir():
+            raise ConfigurationError(f"dataset folder not found: {dataset}; {NO_DATASET_HINT}")
+        if not _is_dataset_dir(candidate):
+            raise ConfigurationError(
+                f"{candidate} is not a generated dataset folder ({INSTRUCT_FILES['train']} missing); {NO_DATASET_HINT}"
+            )
+        return candidate.resolve()
+    pointer = root / LATEST_POINTER
+    if pointer.is_symlink() or pointer.is_dir():
+        if _is_dataset_dir(pointer):
+            return pointer.resolve()
+    elif pointer.is_file():
+        name = pointer.read_text(encoding="utf-8").strip()
+        if name and _is_dataset_dir(root / name):
+            return (root / name).resolve()
+    versions = (
+        sorted(p for p in root.iterdir() if p.name != LATEST_POINTER and _is_dataset_dir(p)) if root.is_dir() else []
+    )
+    if not versions:
+        raise ConfigurationError(f"no generated dataset under {root}: {NO_DATASET_HINT}")
+    return versions[-1].resolve()
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise ConfigurationError(f"{path} is missing; {NO_DATASET_HINT}")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigurationError(f"{path} line {number}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(row, dict):
+            raise ConfigurationError(f"{path} line {number}: expected a JSON object")
+        rows.append(row)
+    return rows
+
+
+def _check_messages(messages: Any, where: str) -> list[Message]:
+    if not isinstance(messages, list) or not messages:
+        raise ConfigurationError(f"{where}: expected a non-empty list of {{role, content}} messages")
+    for message in messages:
+        if (
+            not isinstance(message, dict)
+            or message.get("role") not in ROLES
+            or not isinstance(message.get("content"), str)
+        ):
+            raise ConfigurationError(f"{where}: every message needs a role in {sorted(ROLES)} and a string content")
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
+def sft_example(row: dict[str, Any], where: str) -> dict[str, Any]:
+    """An instruct row -> TRL prompt/completion: prompt = every turn before the last, completion = the answer."""
+    if row.get("messages"):
+        messages = _check_messages(row["messages"], f"{where} field 'messages'")
+    elif isinstance(row.get("instruction"), str) and isinstance(row.get("answer"), str):
+        messages = build_sft_messages(row["instruction"], row["answer"])
+    else:
+        raise ConfigurationError(f"{where}: needs 'messages' or both 'instruction' and 'answer'")
+    if messages[-1]["role"] != "assistant" or not messages[-1]["content"].strip():
+        raise ConfigurationError(f"{where}: the last message must be the assistant's (non-empty) answer")
+    if len(messages) < 2:
+        raise ConfigurationError(f"{where}: a sample needs at least one turn before the answer")
+    return {"prompt": messages[:-1], "completion": messages[-1:]}
+
+
+def _as_prompt(value: Any, where: str) -> list[Message]:
+    if isinstance(value, str):  # a bare question: the twin's no-context shape
+        return [
+            {"role": "system", "content": TWIN_SYSTEM_PROMPT_NO_CONTEXT},
+            {"role": "user", "content": value.strip()},
+        ]
+    messages = _check_messages(value, where)
+    if messages[-1]["role"] == "assistant":
+        raise ConfigurationError(f"{where}: the prompt must end before the answer (last role is 'assistant')")
+    return messages
+
+
+def _as_answer(value: Any, where: str) -> list[Message]:
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict):
+        text = value[0].get("content")
+    else:
+        text = None
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigurationError(f"{where}: expected a non-empty answer text")
+    return [{"role": "assistant", "content": text.strip()}]
+
+
+def dpo_example(row: dict[str, Any], where: str) -> dict[str, Any]:
+    """A preference row -> TRL conversational preference example."""
+    for key in ("prompt", "chosen", "rejected"):
+        if key not in row:
+            raise ConfigurationError(f"{where}: field '{key}' is missing")
+    return {
+        "prompt": _as_prompt(row["prompt"], f"{where} field 'prompt'"),
+        "chosen": _as_answer(row["chosen"], f"{where} field 'chosen'"),
+        "rejected": _as_answer(row["rejected"], f"{where} field 'rejected'"),
+    }
+
+
+def dataset_hash(dataset_dir: Path) -> str:
+    digest = hashlib.sha256()
+    for name in (*INSTRUCT_FILES.values(), *PREFERENCE_FILES.values()):
+        path = dataset_dir / name
+        digest.update(name.encode() + b"\0")
+        digest.update(path.read_bytes() if path.is_file() else b"<missing>")
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _convert(rows: list[dict[str, Any]], path: Path, convert) -> list[dict[str, Any]]:
+    return [convert(row, f"{path} line {number}") for number, row in enumerate(rows, start=1)]
+
+
+def load_training_data(dataset_dir: str | Path, need_preference: bool = True) -> TrainingData:
+    """Read and validate a dataset folder. Errors name the file, the line and the field."""
+    dataset_dir = Path(dataset_dir)
+    if not _is_dataset_dir(dataset_dir):
+        raise ConfigurationError(f"{dataset_dir} is not a generated dataset folder; {NO_DATASET_HINT}")
+    raw: dict[str, list[dict[str, Any]]] = {}
+    for split, name in INSTRUCT_FILES.items():
+        path = dataset_dir / name
+        raw[f"instruct_{split}"] = _read_jsonl(path) if split == "train" or path.is_file() else []
+    for split, name in PREFERENCE_FILES.items():
+        path = dataset_dir / name
+        raw[f"preference_{split}"] = _read_jsonl(path) if need_preference or path.is_file() else []
+    if not raw["instruct_train"]:
+        raise ConfigurationError(f"{dataset_dir / INSTRUCT_FILES['train']} has no samples; {NO_DATASET_HINT}")
+    if need_preference and not raw["preference_train"]:
+        raise ConfigurationError(
+            f"{dataset_dir / PREFERENCE_FILES['train']} has no pairs: regenerate the datasets, "
+            "or set `dpo.enabled: false` to train SFT only"
+        )
+    report_path = dataset_dir / "report.json"
+    report = None
+    if report_path.is_file():
+        try:
+            report = json.loads(report_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ConfigurationError(f"{report_path}: not valid JSON ({exc.msg})") from exc
+    version = str((report or {}).get("version") or dataset_dir.name)
+    authors = sorted({str(r["author"]) for rows in raw.values() for r in rows if r.get("author")})
+    info = DatasetInfo(
+        path=str(dataset_dir.resolve()),
+        version=version,
+        hash=dataset_hash(dataset_dir),
+        counts={key: len(rows) for key, rows in raw.items()},
+        authors=authors,
+        report=report if isinstance(report, dict) else None,
+    )
+    return TrainingData(
+        info=info,
+        sft_train=_convert(raw["instruct_train"], dataset_dir / INSTRUCT_FILES["train"], sft_example),
+        sft_test=_convert(raw["instruct_test"], dataset_dir / INSTRUCT_FILES["test"], sft_example),
+        dpo_train=_convert(raw["preference_train"], dataset_dir / PREFERENCE_FILES["train"], dpo_example),
+        dpo_test=_convert(raw["preference_test"], dataset_dir / PREFERENCE_FILES["test"], dpo_example),
+    )

@@ -1,0 +1,167 @@
+"""Supervised fine-tuning: TRL's SFTTrainer + a PEFT LoRA adapter on the instruct train split.
+
+Samples go to TRL in the conversational prompt/completion form (`prompt` = system + user turns, `completion` =
+the assistant's answer), so TRL masks the prompt tokens: the loss is on the answer (and its `<|im_end|>`)
+only. The tokenizer's chat template is the twin's (TWIN_CHAT_TEMPLATE) and is saved with the adapter, so the
+model is trained on exactly the text vLLM renders at serving time; `check_template_identity` proves it on a
+real sample before any step is taken.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from llm_engineering.domain.prompts import TWIN_CHAT_TEMPLATE
+from llm_engineering.model.training.backends import BackendPlan, load_base_model
+from llm_engineering.model.training.common import (
+    ADAPTER_DIRNAME,
+    CHECKPOINTS_DIRNAME,
+    StageResult,
+    check_extra_args,
+    last_checkpoint,
+    load_stage_result,
+    log_history_of,
+    perplexity,
+    save_stage_result,
+    session_metrics,
+    trainer_kwargs,
+)
+from llm_engineering.model.training.config import TrainingConfig
+from llm_engineering.model.training.data import TrainingData
+from llm_engineering.model.training.tracking import CometTracker, NullTracker
+
+
+def load_twin_tokenizer(model_path: str):
+    """The base tokenizer with the twin's chat template (and a pad token)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    tokenizer.chat_template = TWIN_CHAT_TEMPLATE
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def to_dataset(rows: list[dict[str, Any]]):
+    from datasets import Dataset
+
+    return Dataset.from_list(rows)
+
+
+def check_template_identity(trainer: Any, tokenizer: Any, example: dict[str, Any]) -> dict[str, Any]:
+    """The first prepared training sample must be: the serving-time prompt rendering
+    (`apply_chat_template(prompt, add_generation_prompt=True)`) with its labels masked, then the answer tokens
+    ending with the end-of-turn token, all trained. Raises RuntimeError otherwise."""
+    prepared = trainer.train_dataset[0]
+    input_ids, labels = list(prepared["input_ids"]), list(prepared["labels"])
+    serving = tokenizer.apply_chat_template(example["prompt"], add_generation_prompt=True, tokenize=True)
+    serving = list(serving["input_ids"] if isinstance(serving, dict) or hasattr(serving, "keys") else serving)
+    n = len(serving)
+    problems = []
+    if input_ids[:n] != serving:
+        problems.append("the training prompt differs from the serving-time rendering")
+    if any(label != -100 for label in labels[:n]):
+        problems.append("prompt tokens are not masked")
+    if any(label == -100 for label in labels[n:]):
+        problems.append("some answer tokens are masked")
+    end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if end_id not in input_ids[n:]:
+        problems.append("the answer does not end with <|im_end|> (the model would never learn to stop)")
+    if problems:
+        raise RuntimeError("template identity check failed: " + "; ".join(problems))
+    return {"prompt_tokens": n, "answer_tokens": len(input_ids) - n}
+
+
+def run_sft(
+    config: TrainingConfig,
+    data: TrainingData,
+    *,
+    base_model: str,
+    stage_dir: Path,
+    plan: BackendPlan,
+    tracker: CometTracker | NullTracker | None = None,
+    run_name: str = "llm-twin-sft",
+) -> StageResult:
+    """Train the SFT LoRA adapter into `stage_dir/adapter`; resume from `stage_dir/checkpoints` if a previous
+    run of the same config and data was interrupted; reuse the result if that run had finished this stage."""
+    stage_dir = Path(stage_dir)
+    previous = load_stage_result(stage_dir)
+    if previous is not None:
+        logger.info(f"SFT already finished for this run ({previous.adapter_dir}): reusing it")
+        return previous.model_copy(update={"reused": True})
+    tracker = tracker or NullTracker()
+
+    from trl import SFTConfig, SFTTrainer
+
+    check_extra_args(SFTConfig, config.sft.extra_args, "sft")
+    started = time.monotonic()
+    tokenizer = load_twin_tokenizer(base_model)
+    model, peft_config = load_base_model(plan, base_model, config, config.sft.max_length)
+    train_dataset = to_dataset(data.sft_train)
+    eval_dataset = to_dataset(data.sft_test) if config.sft.eval and data.sft_test else None
+    checkpoints = stage_dir / CHECKPOINTS_DIRNAME
+    args = SFTConfig(
+        **trainer_kwargs(
+            config.sft,
+            plan,
+            output_dir=checkpoints,
+            seed=config.seed,
+            report_to=tracker.report_to,
+            run_name=run_name,
+        ),
+        packing=False,
+        completion_only_loss=True,
+    )
+    with tracker.stage("sft"):
+        trainer = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+        )
+        template = check_template_identity(trainer, tokenizer, data.sft_train[0])
+        metrics: dict[str, Any] = {"template_identity": True, **{f"sample0_{k}": v for k, v in template.items()}}
+        resume = last_checkpoint(checkpoints)
+        if eval_dataset is not None and resume is None:
+            before = trainer.evaluate()  # adapters start at zero: this is the base model's loss on test answers
+            metrics["eval_loss_before"] = before.get("eval_loss")
+            metrics["eval_perplexity_before"] = perplexity(before.get("eval_loss"))
+        steps_before = 0
+        if resume:
+            steps_before = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"]
+            logger.info(f"SFT resumes from {resume} (step {steps_before})")
+        train_started = time.monotonic()
+        output = trainer.train(resume_from_checkpoint=resume)
+        metrics.update(session_metrics(trainer, output, train_started, steps_before))
+        if eval_dataset is not None:
+            after = trainer.evaluate()
+            metrics["eval_loss"] = after.get("eval_loss")
+            metrics["eval_perplexity"] = perplexity(after.get("eval_loss"))
+            metrics["eval_mean_token_accuracy"] = after.get("eval_mean_token_accuracy")
+        adapter_dir = stage_dir / ADAPTER_DIRNAME
+        trainer.save_model(str(adapter_dir))
+        tokenizer.save_pretrained(str(adapter_dir))
+        metrics["wall_s"] = round(time.monotonic() - started, 2)
+        tracker.log_metrics({k: v for k, v in metrics.items() if v is not None}, prefix="final")
+    result = StageResult(
+        stage="sft",
+        base_model=base_model,
+        adapter_dir=str(adapter_dir),
+        metrics=metrics,
+        log_history=log_history_of(trainer),
+        resumed_from=resume,
+    )
+    save_stage_result(stage_dir, result)
+    del trainer, model
+    logger.info(
+        f"SFT done: {metrics['global_step']} steps, loss {metrics.get('first_logged_loss')} -> "
+        f"{metrics.get('last_logged_loss')}, eval loss {metrics.get('eval_loss_before')} -> {metrics.get('eval_loss')}"
+    )
+    return result
