@@ -289,6 +289,10 @@ class VersionedFolder:
                 if _lock_free(path / OWNER, missing_is_free=not young):
                     shutil.rmtree(path, ignore_errors=True)
                     removed.append(path)
+        if self.is_writer:  # a pointer update a killed writer left half-done
+            for stale in self.root.glob(f".{POINTER}.*.tmp"):
+                if stale.name != f".{POINTER}.{os.getpid()}.tmp":
+                    stale.unlink(missing_ok=True)
         current = self.current()
         if current is None:
             return removed
