@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Unpack
 from uuid import UUID
 
 from llm_engineering.domain.chunks import Chunk, CleanedDocument, RetrievalResult
 from llm_engineering.domain.documents import RawDocument, UserDocument
-from llm_engineering.domain.llm import ChatResult, Message, StreamDelta
+from llm_engineering.domain.llm import ChatResult, GenerationOptions, JSONResult, JSONSchema, Messages, StreamDelta
 from llm_engineering.domain.pages import FetchedPage
 from llm_engineering.domain.types import DataCategory, UpsertOutcome
 from llm_engineering.domain.vectors import SparseVec
@@ -143,42 +143,17 @@ class LLM(Protocol):
     model: str
     base_url: str
 
-    async def chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float | None = None,
-        stop: Sequence[str] | None = None,
-        response_format: dict[str, Any] | None = None,
-        extra_body: dict[str, Any] | None = None,
-        timeout_s: float | None = None,
-    ) -> ChatResult: ...
+    async def chat(self, messages: Messages, **options: Unpack[GenerationOptions]) -> ChatResult: ...
 
     async def chat_json(
-        self,
-        messages: Sequence[Message],
-        schema: dict[str, Any],
-        *,
-        name: str = "output",
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        timeout_s: float | None = None,
-    ) -> tuple[Any | None, ChatResult]:
-        """A JSON-schema-constrained answer: (parsed JSON, or None when unparsable; the raw result)."""
+        self, messages: Messages, schema: JSONSchema, **options: Unpack[GenerationOptions]
+    ) -> JSONResult:
+        """A JSON-schema-constrained answer (the schema's title names it): (parsed JSON or None, raw result)."""
         ...
 
-    def stream_chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float | None = None,
-        stop: Sequence[str] | None = None,
-        extra_body: dict[str, Any] | None = None,
-    ) -> AsyncIterator[StreamDelta]: ...
+    def stream_chat(self, messages: Messages, **options: Unpack[GenerationOptions]) -> AsyncIterator[StreamDelta]:
+        """Text pieces as they are generated; the last one carries usage and the finish reason."""
+        ...
 
     async def ready(self, timeout_s: float = 3.0) -> tuple[bool, str]: ...
 

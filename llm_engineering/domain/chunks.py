@@ -18,33 +18,35 @@ def chunk_id(document_id: uuid.UUID | str, position: int, text: str) -> uuid.UUI
     return uuid.uuid5(CHUNK_ID_NAMESPACE, f"{document_id}:{position}:{text}")
 
 
-class CleanedDocument(BaseModel):
+class DocumentSource(BaseModel):
+    """Where a text comes from: shared by a cleaned document and every chunk cut from it (citations, filters)."""
+
+    category: DataCategory
+    author_id: uuid.UUID
+    author_full_name: str
+    platform: str
+    link: str
+    title: str
+    source_hash: str  # content hash of the raw document it was cleaned from
+
+    def source(self) -> dict[str, Any]:
+        """The source fields alone, to hand on to what is derived from this text."""
+        return {name: getattr(self, name) for name in DocumentSource.model_fields}
+
+
+class CleanedDocument(DocumentSource):
     """A raw document after cleaning: one text, metadata kept, no vectors (the logical feature store)."""
 
     id: uuid.UUID  # the raw document's id
-    category: DataCategory
-    author_id: uuid.UUID
-    author_full_name: str
-    platform: str
-    link: str
-    title: str
     text: str
-    source_hash: str  # content hash of the raw document it was cleaned from
 
 
-class Chunk(BaseModel):
+class Chunk(DocumentSource):
     id: uuid.UUID
     document_id: uuid.UUID
-    category: DataCategory
-    author_id: uuid.UUID
-    author_full_name: str
-    platform: str
-    link: str
-    title: str
     position: int
     text: str
     token_count: int
-    source_hash: str
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 

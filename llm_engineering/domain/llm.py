@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 Message = dict[str, Any]
+Messages = Sequence[Message]
+JSONSchema = dict[str, Any]  # its "title" names the structured output
+JSONResult = tuple[Any | None, "ChatResult"]  # (parsed JSON, or None when unparsable; the raw result)
+
+
+class GenerationOptions(TypedDict, total=False):
+    """Sampling and transport options of one LLM call (every key optional; the client has defaults)."""
+
+    max_tokens: int  # default 256
+    temperature: float  # default 0.0
+    top_p: float | None
+    stop: Sequence[str] | None
+    extra_body: dict[str, Any] | None  # server-specific parameters (e.g. vLLM's guided decoding)
+    timeout_s: float | None  # this call only; default: the client's timeout
+    response_format: dict[str, Any] | None  # e.g. {"type": "json_schema", ...}: see `chat_json`
 
 
 @dataclass

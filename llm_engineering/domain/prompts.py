@@ -142,6 +142,7 @@ def query_expansion_messages(question: str, n: int) -> list[Message]:
 
 def query_expansion_schema(n: int, max_chars: int = 300) -> dict[str, Any]:
     return {
+        "title": "query_expansion",
         "type": "object",
         "properties": {
             "queries": {
@@ -178,6 +179,7 @@ def self_query_messages(question: str, authors: Sequence[str]) -> list[Message]:
 def self_query_schema(authors: Sequence[str]) -> dict[str, Any]:
     # The enum makes the decoder unable to invent a name: the answer is a known author or null.
     return {
+        "title": "self_query",
         "type": "object",
         "properties": {"author": {"enum": [*authors, None]}},
         "required": ["author"],

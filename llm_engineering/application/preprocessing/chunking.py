@@ -246,18 +246,12 @@ def chunk_document(
     counts = counter.count_tokens([text for text, _ in pieces])
     return [
         Chunk(
+            **document.source(),
             id=chunk_id(document.id, position, text),
             document_id=document.id,
-            category=document.category,
-            author_id=document.author_id,
-            author_full_name=document.author_full_name,
-            platform=document.platform,
-            link=document.link,
-            title=document.title,
             position=position,
             text=text,
             token_count=count,
-            source_hash=document.source_hash,
             metadata=metadata,
         )
         for position, ((text, metadata), count) in enumerate(zip(pieces, counts, strict=True))

@@ -68,7 +68,6 @@ class LLMSelfQuery:
             data, raw = await self.llm.chat_json(
                 self_query_messages(question, authors),
                 self_query_schema(authors),
-                name="self_query",
                 max_tokens=self.max_tokens,
                 temperature=0.0,
                 timeout_s=self.timeout_s,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from loguru import logger
 
+from llm_engineering.application.ports import LLM
 from llm_engineering.domain.errors import LLMTwinError
 from llm_engineering.domain.prompts import query_expansion_messages, query_expansion_schema
 
@@ -52,9 +53,9 @@ def accept_variant(variant: object, original: str, seen: list[str], max_chars: i
 
 class QueryExpander:
     def __init__(
-        self, llm, max_chars: int = 300, max_tokens: int | None = None, timeout_s: float | None = None
+        self, llm: LLM, max_chars: int = 300, max_tokens: int | None = None, timeout_s: float | None = None
     ) -> None:
-        self.llm = llm  # infrastructure.llm.client.LLMClient (anything with the same chat_json)
+        self.llm = llm
         self.max_chars = max_chars
         self.max_tokens = max_tokens  # None: sized by n (a rephrasing rarely needs more than ~40 tokens)
         self.timeout_s = timeout_s
@@ -67,7 +68,6 @@ class QueryExpander:
             data, raw = await self.llm.chat_json(
                 query_expansion_messages(question, n),
                 query_expansion_schema(n, self.max_chars),
-                name="query_expansion",
                 max_tokens=self.max_tokens or 24 + 48 * n,
                 temperature=0.0,
                 timeout_s=self.timeout_s,

@@ -13,7 +13,7 @@ import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from loguru import logger
 from pydantic import BaseModel, Field
@@ -37,7 +37,7 @@ from llm_engineering.application.rag.llm_self_query import LLMSelfQuery, SelfQue
 from llm_engineering.application.rag.query_expansion import ExpansionResult, QueryExpander
 from llm_engineering.domain.chunks import RetrievalResult
 from llm_engineering.domain.errors import UnknownAuthorError
-from llm_engineering.domain.llm import ChatResult
+from llm_engineering.domain.llm import ChatResult, GenerationOptions
 from llm_engineering.domain.prompts import (
     CHATML_GENERATION_PROMPT_TOKENS,
     CHATML_TOKENS_PER_MESSAGE,
@@ -47,6 +47,16 @@ from llm_engineering.domain.prompts import (
 )
 
 Message = dict[str, str]
+
+
+class AnswerOptions(TypedDict, total=False):
+    """Per-request options of `answer` and `stream` (each falls back to RAGConfig)."""
+
+    k: int | None  # passages in the context
+    author: str | None  # an explicit author filter (must exist)
+    history: Sequence[Message]  # earlier turns, oldest first
+    max_tokens: int | None  # answer length
+    temperature: float | None
 
 
 class RAGConfig(BaseModel):
@@ -156,16 +166,11 @@ class RAGService:
         with self._search_lock:
             return [self.retriever.search(q, k=k, author=author) for q in queries]
 
-    async def _prepare(
-        self,
-        query: str,
-        k: int | None,
-        author: str | None,
-        history: Sequence[Message],
-        max_tokens: int | None,
-        trace: RequestTrace,
-    ) -> _Prepared:
-        k = k or self.config.k
+    async def _prepare(self, query: str, options: AnswerOptions, trace: RequestTrace) -> _Prepared:
+        author = options.get("author")
+        history = options.get("history", ())
+        max_tokens = options.get("max_tokens")
+        k = options.get("k") or self.config.k
         max_tokens = max_tokens or self.config.max_answer_tokens
         notes: list[str] = []
         author_result, expansion = await asyncio.gather(
@@ -264,7 +269,7 @@ class RAGService:
             notes=prepared.notes,
         )
 
-    def _generation_options(self, prepared: _Prepared, temperature: float | None) -> dict[str, Any]:
+    def _generation_options(self, prepared: _Prepared, temperature: float | None) -> GenerationOptions:
         """The answer's sampling options, the same for a streamed and a complete answer."""
         return {
             "max_tokens": prepared.max_tokens,
@@ -278,9 +283,9 @@ class RAGService:
         stage.model = self.llm.model
 
     @asynccontextmanager
-    async def _request(self, name: str, query: str, k: int | None, author: str | None) -> AsyncIterator[RequestTrace]:
+    async def _request(self, name: str, query: str, options: AnswerOptions) -> AsyncIterator[RequestTrace]:
         """One traced request: the trace ends with the error on any failure (cancellation included)."""
-        trace = self.tracer.start(name, input={"query": query, "k": k, "author": author})
+        trace = self.tracer.start(name, input={"query": query, "k": options.get("k"), "author": options.get("author")})
         try:
             yield trace
         except BaseException as exc:
@@ -300,44 +305,32 @@ class RAGService:
         return answer
 
     # --- public API -------------------------------------------------------------------------------------------
-    async def answer(
-        self,
-        query: str,
-        k: int | None = None,
-        author: str | None = None,
-        history: Sequence[Message] = (),
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-    ) -> RAGAnswer:
-        async with self._request("rag", query, k, author) as trace:
-            prepared = await self._prepare(query, k, author, history, max_tokens, trace)
+    async def answer(self, query: str, **options: Unpack[AnswerOptions]) -> RAGAnswer:
+        async with self._request("rag", query, options) as trace:
+            prepared = await self._prepare(query, options, trace)
             with trace.stage("generation", input={"messages": prepared.messages}, span_type="llm") as stage:
-                generation = await self.llm.chat(prepared.messages, **self._generation_options(prepared, temperature))
+                generation = await self.llm.chat(
+                    prepared.messages, **self._generation_options(prepared, options.get("temperature"))
+                )
                 self._record_generation(stage, generation)
             answer = self._answer_model(prepared, trace, generation)
         return self._finish(trace, answer)
 
-    async def stream(
-        self,
-        query: str,
-        k: int | None = None,
-        author: str | None = None,
-        history: Sequence[Message] = (),
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-    ) -> AsyncIterator[RAGEvent]:
+    async def stream(self, query: str, **options: Unpack[AnswerOptions]) -> AsyncIterator[RAGEvent]:
         """Yield 'sources', then 'delta' pieces, then 'done' with the full RAGAnswer.
 
         'sources' is yielded only once the LLM has produced its first piece, so an unreachable or failing LLM
         raises before anything is yielded and the API can still answer with a real status code (503/504).
         """
-        async with self._request("rag_stream", query, k, author) as trace:
-            prepared = await self._prepare(query, k, author, history, max_tokens, trace)
+        async with self._request("rag_stream", query, options) as trace:
+            prepared = await self._prepare(query, options, trace)
             generation = ChatResult(text="")
             pieces: list[str] = []
             sources_sent = False
             with trace.stage("generation", input={"messages": prepared.messages}, span_type="llm") as stage:
-                deltas = self.llm.stream_chat(prepared.messages, **self._generation_options(prepared, temperature))
+                deltas = self.llm.stream_chat(
+                    prepared.messages, **self._generation_options(prepared, options.get("temperature"))
+                )
                 try:
                     async for delta in deltas:
                         if not sources_sent:

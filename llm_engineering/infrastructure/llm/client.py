@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Unpack
 
 from loguru import logger
 
 from llm_engineering.domain.errors import LLMRequestError, LLMTimeoutError, LLMTwinError, LLMUnavailableError
-from llm_engineering.domain.llm import ChatResult, StreamDelta
+from llm_engineering.domain.llm import ChatResult, GenerationOptions, JSONResult, JSONSchema, Messages, StreamDelta
 from llm_engineering.settings import Settings
 
 if TYPE_CHECKING:
@@ -109,32 +109,30 @@ class LLMClient:
             return False, f"LLM at {self.base_url} serves {ids}, not the configured model {self.model!r}"
         return True, ""
 
-    async def chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float | None = None,
-        stop: Sequence[str] | None = None,
-        response_format: dict[str, Any] | None = None,
-        extra_body: dict[str, Any] | None = None,
-        timeout_s: float | None = None,
-    ) -> ChatResult:
+    def _completion_args(self, options: GenerationOptions) -> tuple[AsyncOpenAI, dict[str, Any]]:
+        """The SDK client for this call (its own timeout when asked) and the create() arguments."""
+        stop = options.get("stop")
+        args = {
+            "model": self.model,
+            "max_tokens": options.get("max_tokens", 256),
+            "temperature": options.get("temperature", 0.0),
+            "extra_body": options.get("extra_body"),
+            **_optional(
+                top_p=options.get("top_p"),
+                stop=list(stop) if stop else None,
+                response_format=options.get("response_format"),
+            ),
+        }
+        timeout_s = options.get("timeout_s")
+        return (self.client if timeout_s is None else self.client.with_options(timeout=timeout_s)), args
+
+    async def chat(self, messages: Messages, **options: Unpack[GenerationOptions]) -> ChatResult:
         import openai
 
         started = time.perf_counter()
-        kwargs = _optional(top_p=top_p, stop=list(stop) if stop else None, response_format=response_format)
-        client = self.client if timeout_s is None else self.client.with_options(timeout=timeout_s)
+        client, args = self._completion_args(options)
         try:
-            response = await client.chat.completions.create(
-                model=self.model,
-                messages=list(messages),
-                max_tokens=max_tokens,
-                temperature=temperature,
-                extra_body=extra_body,
-                **kwargs,
-            )
+            response = await client.chat.completions.create(messages=list(messages), **args)
         except openai.OpenAIError as exc:
             raise self._translate(exc) from exc
         choice = response.choices[0]
@@ -149,23 +147,15 @@ class LLMClient:
         )
 
     async def chat_json(
-        self,
-        messages: Sequence[Message],
-        schema: dict[str, Any],
-        *,
-        name: str = "output",
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        timeout_s: float | None = None,
-    ) -> tuple[Any | None, ChatResult]:
-        """A structured output (json_schema response format). Returns (parsed JSON or None if unparsable, raw)."""
-        result = await self.chat(
-            messages,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            response_format={"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}},
-            timeout_s=timeout_s,
-        )
+        self, messages: Messages, schema: JSONSchema, **options: Unpack[GenerationOptions]
+    ) -> JSONResult:
+        """A structured output (json_schema response format, named by the schema's title)."""
+        name = str(schema.get("title") or "output")
+        options["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": name, "schema": schema, "strict": True},
+        }
+        result = await self.chat(messages, **options)
         try:
             return json.loads(result.text), result
         except ValueError:
@@ -173,30 +163,14 @@ class LLMClient:
             logger.debug(f"LLM returned invalid JSON for {name!r}: {result.text[:200]!r}")
             return None, result
 
-    async def stream_chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float | None = None,
-        stop: Sequence[str] | None = None,
-        extra_body: dict[str, Any] | None = None,
-    ) -> AsyncIterator[StreamDelta]:
+    async def stream_chat(self, messages: Messages, **options: Unpack[GenerationOptions]) -> AsyncIterator[StreamDelta]:
         """Yield text pieces as the model produces them; the last StreamDelta carries usage and finish reason."""
         import openai
 
-        kwargs = _optional(top_p=top_p, stop=list(stop) if stop else None)
+        client, args = self._completion_args(options)
         try:
-            stream = await self.client.chat.completions.create(
-                model=self.model,
-                messages=list(messages),
-                max_tokens=max_tokens,
-                temperature=temperature,
-                stream=True,
-                stream_options={"include_usage": True},
-                extra_body=extra_body,
-                **kwargs,
+            stream = await client.chat.completions.create(
+                messages=list(messages), stream=True, stream_options={"include_usage": True}, **args
             )
         except openai.OpenAIError as exc:
             raise self._translate(exc) from exc

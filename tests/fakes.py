@@ -1,0 +1,344 @@
+"""In-memory fakes of the application's ports, for fast unit tests of orchestration.
+
+They are used *in addition to* the real-service tests (nx-27017, Qdrant engines, vLLM), never instead of them.
+Each fake implements the protocol in `llm_engineering/application/ports.py` with the smallest honest logic:
+brute-force cosine / dot-product search with reciprocal rank fusion, a dict warehouse, a scripted LLM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+
+from llm_engineering.application.rag.fusion import reciprocal_rank_fusion
+from llm_engineering.domain.chunks import Chunk, CleanedDocument
+from llm_engineering.domain.documents import DOCUMENT_CLASSES, RawDocument, UserDocument
+from llm_engineering.domain.errors import LLMUnavailableError
+from llm_engineering.domain.llm import ChatResult, StreamDelta
+from llm_engineering.domain.types import DataCategory, UpsertOutcome
+from llm_engineering.domain.vectors import SparseVec
+
+
+# --- warehouse -----------------------------------------------------------------------------------------------------
+class FakeWarehouse:
+    def __init__(self) -> None:
+        self.users: dict[str, UserDocument] = {}
+        self.documents: dict[str, RawDocument] = {}  # by link
+
+    def ensure_indexes(self) -> None:
+        pass
+
+    def get_or_create_user(self, full_name: str) -> tuple[UserDocument, bool]:
+        found = self.find_user(full_name)
+        if found is not None:
+            return found, False
+        user = UserDocument.from_full_name(full_name)
+        self.users[user.full_name] = user
+        return user, True
+
+    def find_user(self, full_name: str) -> UserDocument | None:
+        return self.users.get(" ".join(full_name.split()))
+
+    def list_users(self) -> list[UserDocument]:
+        return list(self.users.values())
+
+    def upsert_user(self, user: UserDocument) -> UpsertOutcome:
+        known = user.full_name in self.users
+        self.users[user.full_name] = user
+        return UpsertOutcome.UPDATED if known else UpsertOutcome.INSERTED
+
+    def upsert_document(self, document: RawDocument) -> UpsertOutcome:
+        old = self.documents.get(document.link)
+        if old is not None and old.content_hash == document.content_hash:
+            return UpsertOutcome.UNCHANGED
+        self.documents[document.link] = document if old is None else document.model_copy(update={"id": old.id})
+        return UpsertOutcome.INSERTED if old is None else UpsertOutcome.UPDATED
+
+    def find_documents(self, category: DataCategory, author_ids: Iterable[UUID] | None = None) -> list[RawDocument]:
+        wanted = set(author_ids) if author_ids is not None else None
+        return [
+            d
+            for d in self.documents.values()
+            if isinstance(d, DOCUMENT_CLASSES[category]) and (wanted is None or d.author_id in wanted)
+        ]
+
+    def count(self, category: DataCategory) -> int:
+        return len(self.users) if category == DataCategory.USERS else len(self.find_documents(category))
+
+    def export_records(self, category: DataCategory) -> Iterator[dict[str, Any]]:
+        yield from (d.model_dump(mode="json") for d in self.find_documents(category))
+
+
+# --- feature store -----------------------------------------------------------------------------------------------
+class FakeVectorStore:
+    """The FeatureStore port in memory: brute-force dense cosine, sparse dot product, hybrid RRF."""
+
+    def __init__(self) -> None:
+        self.points: dict[str, tuple[Chunk, np.ndarray, SparseVec]] = {}
+        self.docs: dict[str, tuple[CleanedDocument, str]] = {}
+        self.dense_size: int | None = None
+        self.searches: list[dict[str, Any]] = []
+
+    def exists(self) -> bool:
+        return self.dense_size is not None
+
+    def ensure_collections(self, dense_size: int) -> bool:
+        recreated = self.dense_size is not None and self.dense_size != dense_size
+        if recreated:
+            self.points.clear()
+            self.docs.clear()
+        self.dense_size = dense_size
+        return recreated
+
+    def markers(self) -> dict[str, str]:
+        return {doc_id: marker for doc_id, (_, marker) in self.docs.items()}
+
+    def chunk_document_ids(self) -> set[str]:
+        return {str(chunk.document_id) for chunk, _, _ in self.points.values()}
+
+    def upsert_chunks(self, chunks: Sequence[Chunk], dense: Any, sparse: Sequence[SparseVec]) -> None:
+        for chunk, vector, sparse_vector in zip(chunks, dense, sparse, strict=True):
+            self.points[str(chunk.id)] = (chunk, np.asarray(vector, dtype=float), sparse_vector)
+
+    def delete_chunks(self, document_id: UUID | str, keep: Sequence[UUID | str] = ()) -> None:
+        kept = {str(k) for k in keep}
+        for pid in [p for p, (c, _, _) in self.points.items() if str(c.document_id) == str(document_id)]:
+            if pid not in kept:
+                del self.points[pid]
+
+    def put_document(self, document: CleanedDocument, marker: str, stats: dict[str, Any]) -> None:
+        self.docs[str(document.id)] = (document, marker)
+
+    def delete_document(self, document_id: UUID | str) -> None:
+        self.delete_chunks(document_id)
+        self.docs.pop(str(document_id), None)
+
+    def count_chunks(self) -> int:
+        return len(self.points)
+
+    def cleaned_documents(self, category: str | None = None, author: str | None = None) -> list[CleanedDocument]:
+        return [
+            d
+            for d, _ in self.docs.values()
+            if (category is None or d.category == category) and (author is None or d.author_full_name == author)
+        ]
+
+    def search(self, mode, dense, sparse, limit, author_full_name=None, prefetch_limit=None):
+        self.searches.append({"mode": mode, "author": author_full_name, "limit": limit})
+        candidates = [(c, v, s) for c, v, s in self.points.values() if author_full_name in (None, c.author_full_name)]
+
+        def dense_rank() -> list[tuple[Chunk, float]]:
+            query = np.asarray(dense, dtype=float)
+            scored = [
+                (c, float(v @ query / (np.linalg.norm(v) * np.linalg.norm(query) or 1.0))) for c, v, _ in candidates
+            ]
+            return sorted(scored, key=lambda cs: -cs[1])
+
+        def sparse_rank() -> list[tuple[Chunk, float]]:
+            weights = dict(zip(sparse.indices, sparse.values, strict=True))
+            scored = [
+                (c, sum(weights.get(i, 0.0) * v for i, v in zip(s.indices, s.values, strict=True)))
+                for c, _, s in candidates
+            ]
+            return sorted([cs for cs in scored if cs[1] > 0], key=lambda cs: -cs[1])
+
+        if mode == "dense":
+            return dense_rank()[:limit]
+        if mode == "sparse":
+            return sparse_rank()[:limit]
+        depth = prefetch_limit or max(limit * 4, 20)
+        lists = [dense_rank()[:depth], sparse_rank()[:depth]]
+        by_id = {str(c.id): c for ranking in lists for c, _ in ranking}
+        fused = reciprocal_rank_fusion([[str(c.id) for c, _ in ranking] for ranking in lists])
+        return [(by_id[cid], score) for cid, score in fused[:limit]]
+
+
+# --- models --------------------------------------------------------------------------------------------------------
+class HashingEncoder:
+    """A deterministic bag-of-words embedder (hashed words → 64 dims) with whitespace tokens.
+
+    It implements `Embedder` so chunking and retrieval run without model weights; rankings follow word overlap.
+    """
+
+    model_id = "test/hashing-encoder"
+    dimension = 64
+    max_seq_length = 256
+
+    def _vector(self, text: str) -> np.ndarray:
+        vector = np.zeros(self.dimension)
+        for word in text.lower().split():
+            bucket = int(hashlib.blake2b(word.strip(".,?!:;").encode(), digest_size=2).hexdigest(), 16)
+            vector[bucket % self.dimension] += 1.0
+        norm = np.linalg.norm(vector)
+        return vector / norm if norm else vector
+
+    def encode(self, texts: Sequence[str], show_progress: bool = False, batch_size: int | None = None) -> np.ndarray:
+        return np.stack([self._vector(t) for t in texts]) if texts else np.zeros((0, self.dimension))
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self._vector(text)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(t.split()) for t in texts]
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        offsets, position = [], 0
+        for word in text.split():
+            start = text.index(word, position)
+            offsets.append((start, start + len(word)))
+            position = start + len(word)
+        return offsets
+
+
+class WordCounter:
+    """PromptTokenCounter: one token per whitespace-separated word (easy arithmetic in tests)."""
+
+    name = "test:words"
+
+    def count(self, text: str) -> int:
+        return len(text.split())
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        return " ".join(text.split()[: max(0, max_tokens)])
+
+
+# --- LLM -----------------------------------------------------------------------------------------------------------
+@dataclass
+class LLMCall:
+    kind: str  # chat | chat_json | stream
+    messages: list[dict[str, Any]]
+    options: dict[str, Any]
+    started: float = field(default_factory=time.monotonic)
+
+
+class ScriptedLLM:
+    """An LLM port that answers from a script and records every call.
+
+    `json_answers` maps a structured-output name ("self_query", "query_expansion") to the parsed JSON to return
+    (or an exception instance to raise); `answer` is the text of chat / stream calls, streamed word by word.
+    """
+
+    def __init__(
+        self,
+        answer: str = "An answer [1].",
+        json_answers: dict[str, Any] | None = None,
+        fail_with: Exception | None = None,
+        on_call: Callable[[LLMCall], None] | None = None,
+    ) -> None:
+        self.model = "test/scripted-llm"
+        self.base_url = "http://scripted.invalid/v1"
+        self.answer = answer
+        self.json_answers = json_answers or {}
+        self.fail_with = fail_with
+        self.on_call = on_call
+        self.calls: list[LLMCall] = []
+
+    def _record(self, kind: str, messages, options) -> None:
+        call = LLMCall(kind, [dict(m) for m in messages], options)
+        self.calls.append(call)
+        if self.on_call is not None:
+            self.on_call(call)
+        if self.fail_with is not None:
+            raise self.fail_with
+
+    def calls_of(self, kind: str) -> list[LLMCall]:
+        return [c for c in self.calls if c.kind == kind]
+
+    async def chat(self, messages, **options) -> ChatResult:
+        self._record("chat", messages, options)
+        words = self.answer.split()
+        return ChatResult(
+            self.answer, prompt_tokens=_words(messages), completion_tokens=len(words), finish_reason="stop"
+        )
+
+    async def chat_json(self, messages, schema, **options):
+        name = schema.get("title", "output")
+        self._record("chat_json", messages, {"name": name, **options})
+        scripted = self.json_answers.get(name)
+        if isinstance(scripted, Exception):
+            raise scripted
+        return scripted, ChatResult(str(scripted), prompt_tokens=_words(messages), completion_tokens=5)
+
+    async def stream_chat(self, messages, **options) -> AsyncIterator[StreamDelta]:
+        self._record("stream", messages, options)
+        words = self.answer.split(" ")
+        for i, word in enumerate(words):
+            yield StreamDelta(text=word if i == 0 else f" {word}")
+        yield StreamDelta(finish_reason="stop", prompt_tokens=_words(messages), completion_tokens=len(words))
+
+    async def ready(self, timeout_s: float = 3.0) -> tuple[bool, str]:
+        return (False, str(self.fail_with)) if self.fail_with else (True, "")
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _words(messages) -> int:
+    return sum(len(str(m["content"]).split()) for m in messages)
+
+
+def unreachable_llm() -> ScriptedLLM:
+    return ScriptedLLM(fail_with=LLMUnavailableError("cannot reach the LLM at LLM_BASE_URL=http://scripted.invalid"))
+
+
+# --- tracing -------------------------------------------------------------------------------------------------------
+@dataclass
+class _Stage:
+    output: dict[str, Any] | None = None
+    usage: dict[str, int] | None = None
+    model: str | None = None
+
+
+class RecordingTrace:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.timings_ms: dict[str, float] = {}
+        self.stages: list[tuple[str, _Stage]] = []
+        self.ended: dict[str, Any] | None = None
+        self._started = time.perf_counter()
+
+    @contextmanager
+    def stage(self, name: str, input: dict[str, Any] | None = None, span_type: str = "general"):
+        record = _Stage()
+        started = time.perf_counter()
+        try:
+            yield record
+        finally:
+            self.timings_ms[name] = round((time.perf_counter() - started) * 1000, 3)
+            self.stages.append((name, record))
+
+    def total_ms(self) -> float:
+        return round((time.perf_counter() - self._started) * 1000, 3)
+
+    def end(self, output: dict[str, Any] | None = None, error: BaseException | None = None) -> None:
+        self.ended = {"output": output, "error": error}
+
+
+class RecordingTracer:
+    def __init__(self) -> None:
+        self.traces: list[RecordingTrace] = []
+
+    def start(self, name: str, input: dict[str, Any], metadata: dict[str, Any] | None = None) -> RecordingTrace:
+        trace = RecordingTrace(name)
+        self.traces.append(trace)
+        return trace
+
+    def flush(self) -> None:
+        pass
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    return float(dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)) or 1.0))
+
+
+def _dot(weights: dict[int, float], vector: SparseVec) -> float:
+    return sum(weights.get(i, 0.0) * v for i, v in zip(vector.indices, vector.values, strict=True))
