@@ -491,3 +491,138 @@ def test_a_reader_process_answers_from_a_writer_process_new_chunks_without_resta
     # Old versions and private copies are cleaned up; the published one stays.
     assert sorted(p.name for p in (path / "readers").iterdir()) == []
     assert (path / "CURRENT").read_text().strip() in {p.name for p in (path / "versions").iterdir()}
+
+
+# --- slow: the real model on the sample corpus -----------------------------------------------------------------
+SAMPLE = PROJECT_ROOT / "data" / "sample"
+
+
+def _top1_agrees(ours, theirs) -> bool:
+    """Same top chunk, or a different one with the same score (an exact tie either engine may order)."""
+    if not ours or not theirs:
+        return not ours and not theirs
+    return ours[0][0].id == theirs[0][0].id or abs(ours[0][1] - theirs[0][1]) < 1e-6
+
+
+@pytest.mark.slow
+def test_rankings_of_both_adapters_agree_on_the_sample_corpus(settings, warehouse):
+    from llm_engineering.application.evaluation.retrieval import load_qa
+    from llm_engineering.application.preprocessing import sparse
+    from llm_engineering.application.preprocessing.chunking import chunk_document
+    from llm_engineering.application.preprocessing.cleaning import clean_document
+    from llm_engineering.application.warehouse.transfer import import_warehouse
+    from llm_engineering.domain.types import DOCUMENT_CATEGORIES
+    from llm_engineering.infrastructure.embeddings import get_embedding_model
+
+    import_warehouse(warehouse, SAMPLE, show_progress=False)
+    model = get_embedding_model(settings)
+    chunks = [
+        c
+        for category in DOCUMENT_CATEGORIES
+        for d in warehouse.find_documents(category)
+        for c in chunk_document(clean_document(d), model)
+    ]
+    dense = model.encode([c.text for c in chunks])  # once, written to both stores
+    lexical = [sparse.document_vector(c.text) for c in chunks]
+    stores = {b: get_feature_store(backend_settings(settings, b)) for b in BACKENDS}
+    for s in stores.values():
+        s.ensure_collections(model.dimension)
+        s.upsert_chunks(chunks, dense, lexical)
+        assert s.count_chunks() == len(chunks)
+
+    questions = load_qa(SAMPLE / "qa.jsonl")
+    agree = {"dense": 0, "sparse": 0, "hybrid": 0, "hybrid_author": 0}
+    overlap = []
+    for item in questions:
+        query = (model.encode_query(item.question).tolist(), sparse.query_vector(item.question))
+        for mode in ("dense", "sparse", "hybrid"):
+            edge, local = (stores[b].search(mode, *query, 10) for b in BACKENDS)
+            agree[mode] += _top1_agrees(edge, local)
+            if mode == "hybrid":
+                overlap.append(len({c.id for c, _ in edge} & {c.id for c, _ in local}) / max(len(edge), 1))
+        author = chunks[0].author_full_name
+        edge, local = (stores[b].search("hybrid", *query, 10, author_full_name=author) for b in BACKENDS)
+        agree["hybrid_author"] += _top1_agrees(edge, local)
+    rates = {mode: round(n / len(questions), 3) for mode, n in agree.items()}
+    print(f"\ntop-1 agreement edge vs qdrant-client local mode over {len(questions)} questions, {len(chunks)} chunks: "
+          f"{rates}; hybrid top-10 overlap {sum(overlap) / len(overlap):.3f}")  # fmt: skip
+    assert agree["dense"] == agree["sparse"] == len(questions)
+    assert rates["hybrid"] >= 0.9 and rates["hybrid_author"] >= 0.9
+    for b in BACKENDS:
+        close_qdrant_clients(backend_settings(settings, b))
+
+
+SERVICE_READER = r"""
+import json, sys, time
+from llm_engineering.wiring import get_container
+question, wanted, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+retriever = get_container().retriever()  # what the RAG service searches with
+retriever.search(question, k=3)  # loads the model, opens the published store
+print(json.dumps({"ready": True}), flush=True)
+deadline = time.time() + seconds
+while time.time() < deadline:
+    started = time.perf_counter()
+    links = [hit.chunk.link for hit in retriever.search(question, k=3).hits]
+    found = wanted in links
+    print(json.dumps({"t": time.time(), "ms": (time.perf_counter() - started) * 1000, "found": found}), flush=True)
+    if found:
+        break
+    time.sleep(0.2)
+"""
+
+
+@pytest.mark.slow
+def test_the_feature_pipeline_runs_while_a_retriever_process_serves_and_it_sees_the_new_chunks(settings, warehouse):
+    from llm_engineering.application.warehouse.transfer import import_warehouse
+    from llm_engineering.domain.documents import ArticleDocument
+
+    import_warehouse(warehouse, SAMPLE, show_progress=False)
+    env = {
+        **os.environ,
+        "DATA_DIR": str(settings.data_dir),
+        "MONGODB_URI": settings.mongodb_uri,
+        "MONGODB_DATABASE": settings.mongodb_database,
+        "MONGODB_EMBEDDED": "false",
+    }
+    pipeline = [sys.executable, "-m", "tools.features", "--config", "configs/feature_engineering.yaml", "--no-zenml"]
+    first = subprocess.run(pipeline, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout + first.stderr
+
+    user = warehouse.list_users()[0]
+    link = "https://example.org/notes/zyxglorp-key-rotation"
+    question = "How does the zyxglorp protocol rotate its signing keys?"
+    log = settings.data_dir / "reader.log"
+    with open(log, "w") as stderr:
+        reader = subprocess.Popen([sys.executable, "-c", SERVICE_READER, question, link, "300"], cwd=PROJECT_ROOT,
+                                  env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)  # fmt: skip
+    answers = _json_lines(reader)
+    assert next(answers, None) == {"ready": True}, log.read_text()[-3000:]
+    warehouse.upsert_document(
+        ArticleDocument(
+            author_id=user.id,
+            author_full_name=user.full_name,
+            platform="blog",
+            link=link,
+            content={
+                "Title": "Zyxglorp key rotation",
+                "Subtitle": "",
+                "Content": "## Rotating keys\n\nThe zyxglorp protocol rotates its signing keys every six hours: "
+                "a new key pair is announced one hour before it becomes active, and the old key stays valid "
+                "for verification for one more day.",
+            },
+        )
+    )
+    started = time.time()
+    second = subprocess.run(pipeline, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    finished = time.time()
+    assert second.returncode == 0, second.stdout + second.stderr
+    seen = list(answers)
+    reader.wait(timeout=60)
+    assert seen and seen[-1]["found"], seen[-3:]
+    during = [a for a in seen if started <= a["t"] <= finished]
+    latency = seen[-1]["t"] - finished
+    slowest = max(a["ms"] for a in seen)
+    print(f"\npipeline ran {finished - started:.1f} s while the retriever answered {len(during)} times "
+          f"(slowest {slowest:.0f} ms); the new chunk was served {seen[-1]['t'] - started:.1f} s after the "
+          f"pipeline started, {latency:+.2f} s relative to its exit")  # fmt: skip
+    assert during and latency < 30
