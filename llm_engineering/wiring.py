@@ -18,6 +18,7 @@ from llm_engineering.settings import Settings, get_settings
 if TYPE_CHECKING:
     from llm_engineering.application.crawlers.base import CrawlerConfig
     from llm_engineering.application.crawlers.dispatcher import CrawlerDispatcher
+    from llm_engineering.application.datasets.service import DatasetGenerationConfig, DatasetGenerationService
     from llm_engineering.application.ports import (
         LLM,
         Embedder,
@@ -170,6 +171,8 @@ class Container:
             max_answer_tokens=s.rag_max_answer_tokens,
             temperature=s.rag_temperature,
             max_model_len=s.llm_max_model_len,
+            max_query_tokens=s.inference_max_query_tokens,
+            busy_answer_tokens=s.inference_busy_answer_tokens,
         )
 
     @property
@@ -180,12 +183,14 @@ class Container:
             from llm_engineering.application.rag.rag_service import RAGService
 
             helper_timeout = min(HELPER_LLM_TIMEOUT_S, self.settings.llm_timeout_s)
+            # No SDK retries inside a request budget: a failed call falls back (helpers) or fails fast (answer).
+            llm = self.llm_client(max_retries=0)
             return RAGService(
                 config=self.rag_config(),
                 retriever=self.retriever(),
-                llm=self.llm,
-                self_query=LLMSelfQuery(self.authors, llm=self.llm, timeout_s=helper_timeout),
-                expander=QueryExpander(self.llm, timeout_s=helper_timeout),
+                llm=llm,
+                self_query=LLMSelfQuery(self.authors, llm=llm, timeout_s=helper_timeout),
+                expander=QueryExpander(llm, timeout_s=helper_timeout),
                 token_counter=self.prompt_token_counter,
                 tracer=self.tracer,
             )
@@ -213,7 +218,8 @@ class Container:
         )
 
     def crawler_dispatcher(self) -> CrawlerDispatcher:
-        """Medium, Substack, LinkedIn, GitHub (+ local paths / file://), every other link as a blog article.
+        """Medium, Substack, LinkedIn (Pulse articles and posts), GitHub (+ local paths / file://), every other
+        link as a blog article.
 
         A new dispatcher per batch: its crawlers share one polite HTTP session, one per-domain throttle and one
         lazily started browser, all released by `dispatcher.close()`.
@@ -221,7 +227,11 @@ class Container:
         from llm_engineering.application.crawlers.article import ArticleCrawler, SubstackCrawler
         from llm_engineering.application.crawlers.dispatcher import CrawlerDispatcher, is_repository_link
         from llm_engineering.application.crawlers.github import GithubCrawler
-        from llm_engineering.application.crawlers.linkedin import LinkedInCrawler
+        from llm_engineering.application.crawlers.linkedin import (
+            LinkedInArticleCrawler,
+            LinkedInCrawler,
+            is_linkedin_article,
+        )
         from llm_engineering.application.crawlers.medium import MediumCrawler
         from llm_engineering.domain.types import Platform
         from llm_engineering.infrastructure.browser import BrowserSession
@@ -234,11 +244,59 @@ class Container:
         dispatcher = CrawlerDispatcher(default=lambda: ArticleCrawler(fetcher), default_platform=Platform.BLOG)
         dispatcher.register("medium.com", lambda: MediumCrawler(browser, throttle, config), Platform.MEDIUM)
         dispatcher.register("substack.com", lambda: SubstackCrawler(fetcher), Platform.SUBSTACK)
+        # Pulse articles (linkedin.com/pulse/...) are articles; every other LinkedIn link is a post.
+        dispatcher.register(
+            is_linkedin_article, lambda: LinkedInArticleCrawler(browser, throttle, config), Platform.LINKEDIN
+        )
         dispatcher.register("linkedin.com", lambda: LinkedInCrawler(browser, throttle, config), Platform.LINKEDIN)
         dispatcher.register(is_repository_link, lambda: GithubCrawler(config), Platform.GITHUB)
         dispatcher.add_resource(browser.close)
         dispatcher.add_resource(fetcher.close)
         return dispatcher
+
+    def dataset_generation(
+        self, config: DatasetGenerationConfig | None = None, use_cache: bool = True, show_progress: bool = True
+    ) -> DatasetGenerationService:
+        """Instruction + preference datasets from the feature store's cleaned documents (issue #9).
+
+        Instructions: DATASET_LLM_BASE_URL / DATASET_LLM_MODEL_ID, falling back to the serving LLM. Rejected
+        answers: the serving LLM (the base model being fine-tuned). Judge: only when JUDGE_BASE_URL is set.
+        Extracts are measured with the served model's tokenizer. Generations are cached in
+        DATA_DIR/datasets/cache/generations.sqlite (`use_cache=False`: in memory, for benchmarks).
+        """
+        from llm_engineering.application.datasets.service import DatasetGenerationConfig, DatasetGenerationService
+        from llm_engineering.infrastructure.kv_cache import MemoryKeyValueCache, SqliteKeyValueCache
+
+        s = self.settings
+        root = s.data_dir / "datasets"
+        instructions_llm = self.llm
+        if s.dataset_llm_base_url or s.dataset_llm_model_id or s.dataset_llm_api_key:
+            instructions_llm = self.llm_client(
+                base_url=s.dataset_llm_base_url,
+                model=s.dataset_llm_model_id,
+                api_key=s.dataset_llm_api_key.get_secret_value() if s.dataset_llm_api_key else None,
+            )
+        judge = None
+        if s.judge_base_url:
+            judge = self.llm_client(
+                base_url=s.judge_base_url,
+                model=s.judge_model_id,
+                api_key=s.judge_api_key.get_secret_value() if s.judge_api_key else None,
+            )
+        cache = SqliteKeyValueCache(root / "cache" / "generations.sqlite") if use_cache else MemoryKeyValueCache()
+        return DatasetGenerationService(
+            config=config or DatasetGenerationConfig(),
+            feature_store=self.feature_store,
+            authors=self.authors,
+            retriever=self.retriever(),
+            token_counter=self.prompt_token_counter,
+            llm=instructions_llm,
+            rejected_llm=self.llm,
+            cache=cache,
+            output_root=root,
+            judge=judge,
+            show_progress=show_progress,
+        )
 
     def close(self) -> None:
         """Release what this container opened (the vector store's lock, the LLM client's connections)."""

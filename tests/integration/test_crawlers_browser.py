@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from llm_engineering.application.crawlers.linkedin import LinkedInCrawler
+from llm_engineering.application.crawlers.linkedin import LinkedInArticleCrawler, LinkedInCrawler
 from llm_engineering.application.crawlers.medium import MediumCrawler
 from llm_engineering.domain.documents import ArticleDocument, PostDocument, UserDocument
 from llm_engineering.domain.errors import AuthRequiredError, BotWallError, CrawlError, ServiceUnavailableError
@@ -163,11 +163,30 @@ def test_linkedin_public_post_with_image(settings, browser, fixture_server, auth
     assert doc.image == f"{fixture_server}/images/post-diagram.png"
 
 
+def test_linkedin_reshare_keeps_both_texts_marked_once_and_no_comments(settings, browser, fixture_server, author):
+    doc = _linkedin(settings, browser).crawl(f"{fixture_server}/linkedin_reshare_post.html", author)
+    assert isinstance(doc, PostDocument)
+    assert doc.content["Content"] == (
+        "Grace said it better than I could.\nSmall models, big pipelines: the hard part is the data. #llm\n\n"
+        "Reshared from Grace Hopper:\n\n"
+        "> Compilers taught me one thing: the machine does what you wrote, not what you meant.\n>\n"
+        "> Write down what you mean first."
+    )  # once, although the page repeats the text in JSON-LD and meta tags; no comment, no related post
+    assert doc.content["Title"] == "Ada Lovelace on LinkedIn: Grace said it better than I could"
+    assert doc.image == f"{fixture_server}/images/compiler.png"  # the post has no picture of its own
+
+
 def test_linkedin_auth_wall_without_credentials_says_which_settings(settings, browser, fixture_server, author):
     link = f"{fixture_server}/linkedin_authwall.html"
     with pytest.raises(AuthRequiredError, match="set LINKEDIN_USERNAME and LINKEDIN_PASSWORD") as info:
         _linkedin(settings, browser).crawl(link, author)
     assert info.value.link == link
+
+
+def test_linkedin_article_behind_the_auth_wall_is_the_same_clear_error(settings, browser, fixture_server, author):
+    crawler = LinkedInArticleCrawler(browser, DomainThrottle(0), Container(settings).crawler_config())
+    with pytest.raises(AuthRequiredError, match="set LINKEDIN_USERNAME and LINKEDIN_PASSWORD"):
+        crawler.crawl(f"{fixture_server}/linkedin_authwall.html", author)
 
 
 def _with_credentials(settings: Settings, password: str) -> Settings:

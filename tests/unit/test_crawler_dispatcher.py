@@ -10,7 +10,7 @@ from llm_engineering.application.crawlers.article import ArticleCrawler, Substac
 from llm_engineering.application.crawlers.base import Crawler
 from llm_engineering.application.crawlers.dispatcher import CrawlerDispatcher, domain_matcher
 from llm_engineering.application.crawlers.github import GithubCrawler, clone_source
-from llm_engineering.application.crawlers.linkedin import LinkedInCrawler
+from llm_engineering.application.crawlers.linkedin import LinkedInArticleCrawler, LinkedInCrawler
 from llm_engineering.application.crawlers.medium import MediumCrawler
 from llm_engineering.domain.errors import CrawlError
 from llm_engineering.domain.types import Platform
@@ -35,6 +35,16 @@ def dispatcher(tmp_path: Path):
         ("https://substack.com/@ada/p-123", Platform.SUBSTACK, SubstackCrawler),
         ("https://www.linkedin.com/posts/ada_llm-activity-123", Platform.LINKEDIN, LinkedInCrawler),
         ("https://linkedin.com/feed/update/urn:li:activity:1/", Platform.LINKEDIN, LinkedInCrawler),
+        (
+            "https://www.linkedin.com/pulse/5-trends-from-nutrition-2025-dylan-bailey",
+            Platform.LINKEDIN,
+            LinkedInArticleCrawler,
+        ),
+        (
+            "https://de.linkedin.com/pulse/how-can-ai-change-financial-services",
+            Platform.LINKEDIN,
+            LinkedInArticleCrawler,
+        ),
         ("https://github.com/ada/llm-twin", Platform.GITHUB, GithubCrawler),
         ("https://github.com/ada/llm-twin/tree/main/src", Platform.GITHUB, GithubCrawler),
         ("git@github.com:ada/llm-twin.git", Platform.GITHUB, GithubCrawler),
@@ -75,7 +85,8 @@ def test_crawlers_are_created_once_and_reused(dispatcher):
 def test_browser_crawlers_share_one_lazy_browser(dispatcher):
     medium = dispatcher.get_crawler("https://medium.com/@ada/a")
     linkedin = dispatcher.get_crawler("https://www.linkedin.com/posts/x")
-    assert medium.browser is linkedin.browser
+    pulse = dispatcher.get_crawler("https://www.linkedin.com/pulse/x")
+    assert medium.browser is linkedin.browser is pulse.browser
     assert not medium.browser.started  # building crawlers never starts Chromium
 
 

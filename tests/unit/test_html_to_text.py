@@ -1,103 +1,210 @@
-"""HTML -> structured text: headings, paragraphs, lists, code blocks and links survive; noise does not."""
+"""HTML -> Markdown through the one extraction path (trafilatura + the Markdown writer): structure survives,
+code is byte-for-byte, text is stored once, titles lose their site decorations; walls are recognised."""
 
 from __future__ import annotations
 
-from llm_engineering.application.crawlers.article import GENERIC_LAYOUT, extract_article
-from llm_engineering.application.crawlers.html_text import html_to_text, page_language, page_title, parse_html
+import pytest
+
+from llm_engineering.application.crawlers.extraction import (
+    GENERIC_HINTS,
+    PageHints,
+    extract_article,
+    html_to_markdown,
+    parse_html,
+)
+from llm_engineering.application.crawlers.linkedin import is_linkedin_article, read_post
+from llm_engineering.application.crawlers.metadata import page_language, page_title
 from llm_engineering.application.crawlers.walls import detect_auth_wall, detect_bot_wall
+from llm_engineering.domain.errors import CrawlError
 
+URL = "https://blog.example/posts/1"
 CODE = 'def f(x):\n    if x:\n\treturn "tab"\n\n    return [\n        1,\n    ]'
+FILLER = (
+    "<p>" + "This paragraph is ordinary article prose that gives the page enough text to be an article. " * 3 + "</p>"
+)
 
 
-def render(html: str, base_url: str | None = "https://blog.example/posts/1") -> str:
-    return html_to_text(parse_html(html).body, base_url=base_url)
+def page(body: str, head: str = "<title>A post</title>", hints: PageHints = GENERIC_HINTS) -> dict[str, str]:
+    html = f"<html lang='en'><head>{head}</head><body><article>{body}</article></body></html>"
+    return extract_article(parse_html(html), URL, URL, hints)
 
 
-def test_headings_paragraphs_and_inline_formatting():
-    text = render("<h1>Title <em>one</em></h1><p>Hello <b>bold</b>\n   world.</p><h3>Sub</h3><p>Second<br>line</p>")
-    assert text == "# Title one\n\nHello bold world.\n\n### Sub\n\nSecond\nline"
+def body(html: str) -> str:
+    return page(FILLER + html)["Content"]
+
+
+def test_headings_paragraphs_and_line_breaks():
+    text = body("<h2>Sub <em>one</em></h2><p>Hello <b>bold</b>\n   world.</p><h3>Deeper</h3><p>Second<br>line</p>")
+    assert "## Sub one\n\nHello bold world.\n\n### Deeper\n\nSecond\nline" in text
 
 
 def test_links_are_absolute_and_odd_links_keep_only_their_text():
-    text = render(
-        '<p>See <a href="/docs">the docs</a>, <a href="https://x.org/a?b=1">x</a>, '
-        '<a href="#top">top</a>, <a href="javascript:void(0)">js</a> and <a href="/img"><img src="a.png"></a>.</p>'
+    text = body(
+        '<p>Before you start, read <a href="/docs">the docs</a> from the top, then the notes on '
+        '<a href="https://x.org/a?b=1">the x project</a>; write to <a href="mailto:a@b.c">the list</a> or '
+        'press <a href="javascript:void(0)">the button</a> when you are stuck with your own set-up.</p>'
     )
-    assert text == "See [the docs](https://blog.example/docs), [x](https://x.org/a?b=1), top, js and ."
+    assert (
+        "Before you start, read [the docs](https://blog.example/docs) from the top, then the notes on "
+        "[the x project](https://x.org/a?b=1); write to the list or press the button when you are stuck"
+    ) in text
 
 
 def test_nested_and_ordered_lists():
-    text = render(
+    text = body(
         "<ul><li>one</li><li>two<ul><li>two.a</li><li><p>two.b</p><p>more</p></li></ul></li></ul>"
-        '<ol start="3"><li>three</li><li>four</li></ol>'
+        "<ol><li>three</li><li>four</li></ol>"
     )
-    assert text == "- one\n- two\n  - two.a\n  - two.b\n    more\n\n3. three\n4. four"
+    assert "- one\n- two\n  - two.a\n  - two.b\n    more" in text
+    assert "1. three\n2. four" in text
 
 
 def test_code_block_is_byte_for_byte_with_language_fence():
-    html = f'<p>Code:</p><pre><code class="language-python">{CODE}\n</code></pre><p>After</p>'
-    text = render(html)
-    assert f"```python\n{CODE}\n```" in text
-    assert text.startswith("Code:") and text.endswith("After")
+    text = body(f'<p>Code:</p><pre><code class="language-python">{CODE}\n</code></pre><p>After the code.</p>')
+    assert f"Code:\n\n```python\n{CODE}\n```\n\nAfter the code." in text
 
 
 def test_highlighted_code_with_spans_and_br_keeps_lines():
-    html = '<pre class="lang-js"><span class="k">if</span> (x) {<br>  <span>go</span>();<br>}</pre>'
-    assert render(html) == "```js\nif (x) {\n  go();\n}\n```"
+    text = body('<pre class="lang-js"><span class="k">if</span> (x) {<br>  <span>go</span>();<br>}</pre>')
+    assert "```js\nif (x) {\n  go();\n}\n```" in text
 
 
 def test_code_containing_a_fence_gets_a_longer_fence():
-    assert render("<pre>```\ninner\n```</pre>").startswith("````\n```")
+    assert "````\n```\ninner\n```\n````" in body("<pre>```\ninner\n```</pre>")
 
 
 def test_inline_code_blockquote_and_table():
-    text = render(
-        "<p>Use <code>enumerate</code>.</p><blockquote><p>Quote one</p><p>two</p></blockquote>"
+    text = body(
+        "<p>Use <code>enumerate</code> here.</p><blockquote><p>Quote one</p><p>two</p></blockquote>"
         "<table><tr><th>a</th><th>b</th></tr><tr><td>1</td><td>2</td></tr></table>"
     )
-    assert text == "Use `enumerate`.\n\n> Quote one\n>\n> two\n\na | b\n1 | 2"
+    assert "Use `enumerate` here." in text
+    assert "> Quote one\n>\n> two" in text
+    assert "| a | b |\n| --- | --- |\n| 1 | 2 |" in text
 
 
-def test_scripts_styles_comments_and_hidden_elements_are_dropped():
-    text = render(
-        "<p>Visible</p><script>var x = 1;</script><style>p{}</style><!-- note -->"
-        '<div hidden>hidden</div><p style="display: none">gone</p><button>Clap</button><noscript>js</noscript>'
+def test_scripts_styles_and_hidden_elements_are_dropped():
+    text = body(
+        "<p>Visible words here.</p><script>var x = 'script words';</script><style>p{}</style>"
+        '<div hidden>hidden words</div><p style="display: none">gone words</p><button>Clap</button>'
+        '<span class="visually-hidden">screen reader words</span>'
     )
-    assert text == "Visible"
+    assert "Visible words here." in text
+    for gone in ("script words", "hidden words", "gone words", "Clap", "screen reader words"):
+        assert gone not in text
 
 
-def test_malformed_markup_does_not_crash():
-    text = render("<div><p>open <b>bold<p>next</div></span><ul><li>a<li>b</ul><pre>  x\n    y")
-    assert "open bold" in text and "next" in text and "- a\n- b" in text and "  x\n    y" in text
-
-
-def test_pathologically_deep_markup_falls_back_to_flat_text():
-    html = "<div>" * 3000 + "deep text" + "</div>" * 3000
-    assert render(html) == "deep text"
-
-
-def test_empty_body_renders_empty():
-    assert render("<div><script>x()</script></div>") == ""
-
-
-def test_page_metadata_prefers_og_title_then_article_heading():
-    soup = parse_html('<html lang="fr"><head><title>T | Site</title></head><body><article><h1>T</h1></article>')
-    assert page_title(soup) == "T"
-    assert page_language(soup) == "fr"
-    soup = parse_html('<head><meta property="og:title" content="OG"><title>T</title></head>')
-    assert page_title(soup) == "OG"
-
-
-def test_extract_article_keeps_title_out_of_the_body_and_drops_navigation():
-    html = (
-        '<html lang="en"><head><meta name="description" content="Sub"></head><body><nav>Menu</nav>'
-        "<article><h1>My Post</h1><p>" + "Body text. " * 10 + "</p><aside>Related</aside></article></body></html>"
+def test_a_body_also_in_json_ld_a_json_blob_and_meta_tags_is_stored_once():
+    sentence = "The only copy that counts is the one a reader sees on the page."
+    head = (
+        f'<title>A post</title><meta name="description" content="{sentence}">'
+        f'<meta property="og:description" content="{sentence}">'
+        f'<script type="application/ld+json">{{"@type": "BlogPosting", "articleBody": "{sentence}"}}</script>'
     )
-    content = extract_article(parse_html(html), "https://b/x", "https://b/x", GENERIC_LAYOUT)
-    assert content["Title"] == "My Post" and content["Subtitle"] == "Sub" and content["language"] == "en"
-    assert content["Content"].startswith("Body text.")
-    for noise in ("Menu", "Related", "My Post"):
-        assert noise not in content["Content"]
+    html = FILLER + f'<p>{sentence}</p><script>window._preloads = {{"body": "<p>{sentence}</p>"}}</script>'
+    text = page(html, head=head)["Content"]
+    assert text.count(sentence) == 1
+
+
+def test_repeated_blocks_and_pull_quotes_are_stored_once():
+    sentence = "Cats evaluate cost, benefits and impact before they move a single paw."
+    text = body(
+        f"<blockquote><p>{sentence}</p></blockquote>"
+        f"<p>They are not lazy. {sentence} Economists should take note.</p>"
+        "<p>A sidebar block that the theme rendered twice on the page.</p>"
+        "<p>A sidebar block that the theme rendered twice on the page.</p>"
+        "<p>* * *</p><p>Next section starts here with its own words.</p><p>* * *</p>"
+    )
+    assert text.count(sentence) == 1 and f"> {sentence}" not in text
+    assert text.count("rendered twice") == 1
+    assert text.count("* * *") == 2  # short separators are not "repeated text"
+
+
+def test_title_and_visible_subtitle_are_not_repeated_in_the_body():
+    hints = PageHints(subtitle=("h2.subtitle",))
+    content = page(f"<h1>My Post</h1><h2 class='subtitle'>The subtitle</h2>{FILLER}", hints=hints)
+    assert content["Title"] == "My Post" and content["Subtitle"] == "The subtitle"
+    assert "My Post" not in content["Content"] and "The subtitle" not in content["Content"]
+    assert content["language"] == "en"
+
+
+def test_a_meta_description_equal_to_the_first_paragraph_stays_in_the_body():
+    first = "The first paragraph doubles as the page's meta description on many blogs."
+    content = page(
+        f"<h1>T</h1><p>{first}</p>{FILLER}", head=f'<title>T</title><meta name="description" content="{first}">'
+    )
+    assert content["Subtitle"] == first and content["Content"].startswith(first)
+
+
+def test_related_post_lists_and_affiliate_disclosures_are_dropped():
+    text = body(
+        "<p>DISCLOSURE: If you buy through affiliate links, I may earn a small commission.</p>"
+        "<p>If you liked this post you might also like:</p>"
+        '<ul><li><a href="/a">Another post</a></li><li><a href="/b">Yet another post</a></li></ul>'
+    )
+    for gone in ("DISCLOSURE", "might also like", "Another post"):
+        assert gone not in text
+
+
+def test_page_without_text_is_a_clear_error():
+    with pytest.raises(CrawlError, match="no article text found"):
+        extract_article(parse_html("<html><body><div id='app'></div><script>x()</script></body></html>"), URL, URL)
+
+
+@pytest.mark.parametrize(
+    ("head", "h1", "expected"),
+    [
+        ('<meta property="og:title" content="Post title – Medium">', "", "Post title"),
+        ('<meta property="og:title" content="Post title | by Ada Lovelace | Medium">', "", "Post title"),
+        (
+            '<meta property="og:site_name" content="Bits or pieces?"><title>Bits or pieces?: A good enough map</title>',
+            "",
+            "A good enough map",
+        ),
+        ("<title>Death Spiral - How Small Languages Die</title>", "", "Death Spiral - How Small Languages Die"),
+        ("<title>Linux Engineer's random thoughts - awk driven IoT</title>", "awk driven IoT", "awk driven IoT"),
+        ("<title>» Going mobile in 1998</title>", "", "Going mobile in 1998"),
+        (
+            '<script type="application/ld+json">{"@type": "NewsArticle", "headline": "Cats"}</script>',
+            "",
+            "Cats",
+        ),
+    ],
+)
+def test_title_loses_site_decorations_only(head, h1, expected):
+    html = f"<html><head>{head}</head><body>{f'<h1>{h1}</h1>' if h1 else ''}<p>x</p></body></html>"
+    assert page_title(parse_html(html), "https://blog.example/p") == expected
+
+
+def test_page_language():
+    assert page_language(parse_html('<html lang="fr"><body></body></html>')) == "fr"
+
+
+def test_html_to_markdown_renders_ready_made_content():
+    html = parse_html(f"<div><h2>Part</h2><p>Text with a <a href='/x'>link</a>.</p><pre>{CODE}</pre></div>")
+    text = html_to_markdown(html.body, "https://blog.example/")
+    assert text == f"## Part\n\nText with a [link](https://blog.example/x).\n\n```\n{CODE}\n```"
+
+
+def test_linkedin_logged_in_reshare_is_marked_and_not_doubled():
+    html = """<div class="feed-shared-update-v2" data-urn="urn:li:activity:1">
+      <div class="feed-shared-update-v2__description"><div class="update-components-text">
+        <span class="break-words"><span dir="ltr">My words on it.</span></span></div></div>
+      <div class="feed-shared-update-v2__update-content-wrapper"><div class="update-components-mini-update-v2">
+        <span class="update-components-actor__title"><span aria-hidden="true">Grace Hopper</span>
+          <span class="visually-hidden">Grace Hopper</span></span>
+        <div class="update-components-text"><span dir="ltr">Her words.</span></div></div></div>
+      <section class="comments"><p class="update-components-text">A comment.</p></section></div>"""
+    text, image = read_post(parse_html(html), "https://www.linkedin.com/feed/update/urn:li:activity:1/")
+    assert text == "My words on it.\n\nReshared from Grace Hopper:\n\n> Her words."
+    assert image is None
+
+
+def test_linkedin_article_links_are_pulse_links():
+    assert is_linkedin_article("https://www.linkedin.com/pulse/5-trends-from-nutrition-2025-dylan-bailey")
+    assert is_linkedin_article("linkedin.com/pulse/x")
+    assert not is_linkedin_article("https://www.linkedin.com/posts/ada_shipping-activity-7")
+    assert not is_linkedin_article("https://example.org/pulse/x")
 
 
 def test_bot_wall_is_recognised_but_an_article_about_captchas_is_not():

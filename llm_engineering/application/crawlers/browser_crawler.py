@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from bs4 import BeautifulSoup
 
 from llm_engineering.application.crawlers.base import Crawler, CrawlerConfig
-from llm_engineering.application.crawlers.html_text import parse_html
+from llm_engineering.application.crawlers.extraction import parse_html
 from llm_engineering.application.crawlers.walls import BOT_WALL_TEXTS, BOT_WALL_TITLES
 from llm_engineering.application.ports import Browser, DomainThrottle
 from llm_engineering.domain.errors import BrowserError, CrawlError, ServiceUnavailableError
