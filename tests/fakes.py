@@ -7,7 +7,9 @@ brute-force cosine / dot-product search with reciprocal rank fusion, a dict ware
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
@@ -75,6 +77,14 @@ class FakeWarehouse:
 
     def export_records(self, category: DataCategory) -> Iterator[dict[str, Any]]:
         yield from (d.model_dump(mode="json") for d in self.find_documents(category))
+
+    def document_links(self, category: DataCategory, ids: Iterable[UUID | str]) -> dict[str, str]:
+        wanted = {str(i) for i in ids}
+        return {str(d.id): d.link for d in self.find_documents(category) if str(d.id) in wanted}
+
+    def user_names(self, ids: Iterable[UUID | str]) -> dict[str, str]:
+        wanted = {str(i) for i in ids}
+        return {str(u.id): u.full_name for u in self.users.values() if str(u.id) in wanted}
 
 
 # --- feature store -----------------------------------------------------------------------------------------------
@@ -223,15 +233,17 @@ class ScriptedLLM:
     """An LLM port that answers from a script and records every call.
 
     `json_answers` maps a structured-output name ("self_query", "query_expansion") to the parsed JSON to return
-    (or an exception instance to raise); `answer` is the text of chat / stream calls, streamed word by word.
+    (or an exception instance to raise, or a function of the messages that returns either); `answer` is the text
+    of chat / stream calls, streamed word by word (or a function of the messages that returns it).
     """
 
     def __init__(
         self,
-        answer: str = "An answer [1].",
+        answer: str | Callable[[list[dict[str, Any]]], str] = "An answer [1].",
         json_answers: dict[str, Any] | None = None,
         fail_with: Exception | None = None,
         on_call: Callable[[LLMCall], None] | None = None,
+        delay_s: float = 0.0,
     ) -> None:
         self.model = "test/scripted-llm"
         self.base_url = "http://scripted.invalid/v1"
@@ -239,6 +251,7 @@ class ScriptedLLM:
         self.json_answers = json_answers or {}
         self.fail_with = fail_with
         self.on_call = on_call
+        self.delay_s = delay_s  # before an answer (or its first streamed piece): a slow model under load
         self.calls: list[LLMCall] = []
 
     def _record(self, kind: str, messages, options) -> None:
@@ -252,24 +265,30 @@ class ScriptedLLM:
     def calls_of(self, kind: str) -> list[LLMCall]:
         return [c for c in self.calls if c.kind == kind]
 
+    def _answer(self, messages) -> str:
+        return self.answer(messages) if callable(self.answer) else self.answer
+
     async def chat(self, messages, **options) -> ChatResult:
         self._record("chat", messages, options)
-        words = self.answer.split()
-        return ChatResult(
-            self.answer, prompt_tokens=_words(messages), completion_tokens=len(words), finish_reason="stop"
-        )
+        await asyncio.sleep(self.delay_s)
+        answer = self._answer(messages)
+        words = answer.split()
+        return ChatResult(answer, prompt_tokens=_words(messages), completion_tokens=len(words), finish_reason="stop")
 
     async def chat_json(self, messages, schema, **options):
         name = schema.get("title", "output")
         self._record("chat_json", messages, {"name": name, **options})
         scripted = self.json_answers.get(name)
+        if callable(scripted):
+            scripted = scripted(messages)
         if isinstance(scripted, Exception):
             raise scripted
         return scripted, ChatResult(str(scripted), prompt_tokens=_words(messages), completion_tokens=5)
 
     async def stream_chat(self, messages, **options) -> AsyncIterator[StreamDelta]:
         self._record("stream", messages, options)
-        words = self.answer.split(" ")
+        await asyncio.sleep(self.delay_s)
+        words = self._answer(messages).split(" ")
         for i, word in enumerate(words):
             yield StreamDelta(text=word if i == 0 else f" {word}")
         yield StreamDelta(finish_reason="stop", prompt_tokens=_words(messages), completion_tokens=len(words))
@@ -287,6 +306,23 @@ def _words(messages) -> int:
 
 def unreachable_llm() -> ScriptedLLM:
     return ScriptedLLM(fail_with=LLMUnavailableError("cannot reach the LLM at LLM_BASE_URL=http://scripted.invalid"))
+
+
+# --- key-value cache ---------------------------------------------------------------------------------------------
+class FakeKeyValueCache:
+    """The KeyValueCache port in a dict; values go through JSON like the real store's."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+
+    def get(self, key: str) -> Any | None:
+        return json.loads(self.data[key]) if key in self.data else None
+
+    def put(self, key: str, value: Any) -> None:
+        self.data[key] = json.dumps(value)
+
+    def close(self) -> None:
+        pass
 
 
 # --- tracing -------------------------------------------------------------------------------------------------------
@@ -342,3 +378,50 @@ def cosine(a: Sequence[float], b: Sequence[float]) -> float:
 
 def _dot(weights: dict[int, float], vector: SparseVec) -> float:
     return sum(weights.get(i, 0.0) * v for i, v in zip(vector.indices, vector.values, strict=True))
+
+
+def fake_rag_corpus(topics: dict[tuple[str, str], str]) -> tuple[FakeWarehouse, FakeVectorStore, HashingEncoder]:
+    """A warehouse of one short article per (author, topic), indexed by the real feature pipeline into fakes."""
+    from llm_engineering.application.preprocessing.features import FeatureEngineering
+    from llm_engineering.domain.documents import ArticleDocument
+
+    warehouse, store, encoder = FakeWarehouse(), FakeVectorStore(), HashingEncoder()
+    for (author, topic), text in topics.items():
+        user, _ = warehouse.get_or_create_user(author)
+        body = "\n\n".join(f"{text} Paragraph {i} on {topic}." for i in range(3))
+        warehouse.upsert_document(
+            ArticleDocument(
+                author_id=user.id,
+                author_full_name=user.full_name,
+                platform="blog",
+                link=f"https://example.org/{user.last_name.lower()}/{topic}",
+                content={"Title": f"{author} on {topic}", "Content": body},
+            )
+        )
+    FeatureEngineering(warehouse, store, encoder, show_progress=False).run("all")
+    return warehouse, store, encoder
+
+
+def fake_services(corpus, llm: ScriptedLLM, counter=None, **config):
+    """(RAGService, SearchService, RecordingTracer) wired from fakes, as the composition root wires adapters."""
+    from llm_engineering.application.rag.llm_self_query import LLMSelfQuery
+    from llm_engineering.application.rag.query_expansion import QueryExpander
+    from llm_engineering.application.rag.rag_service import RAGConfig, RAGService
+    from llm_engineering.application.rag.retriever import HybridRetriever
+    from llm_engineering.application.rag.search import SearchService
+    from llm_engineering.application.rag.self_query import SelfQuery
+
+    warehouse, store, encoder = corpus
+    tracer = RecordingTracer()
+    authors = SelfQuery(warehouse)
+    retriever = HybridRetriever(store, encoder)
+    service = RAGService(
+        config=RAGConfig(**{"k": 2, "expand_n": 2, "max_model_len": 512, "max_answer_tokens": 64, **config}),
+        retriever=retriever,
+        llm=llm,
+        self_query=LLMSelfQuery(authors, llm=llm),
+        expander=QueryExpander(llm),
+        token_counter=counter or WordCounter(),
+        tracer=tracer,
+    )
+    return service, SearchService(retriever, authors), tracer

@@ -11,6 +11,7 @@ import yaml
 from loguru import logger
 
 from llm_engineering.domain.errors import ConfigurationError
+from llm_engineering.domain.redaction import redact_credentials
 from llm_engineering.infrastructure.zenml_env import configure_zenml
 from llm_engineering.settings import Settings, get_settings
 
@@ -20,6 +21,8 @@ def bootstrap(verbose: bool = False) -> Settings:
     logger.remove()
     # Per-request HTTP logs of the LLM client drown the summaries; warnings still show.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Defence in depth: whatever a message says, credentials in URIs and key=value pairs never reach the log.
+    logger.configure(patcher=lambda record: record.update(message=redact_credentials(record["message"])))
     logger.add(sys.stderr, level="DEBUG" if verbose else "INFO", format="<level>{level: <7}</level> {message}")
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)

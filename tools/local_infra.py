@@ -30,13 +30,15 @@ def main() -> None:
 def up(no_llm: bool) -> None:
     settings = bootstrap()
     from llm_engineering.domain.errors import LLMTwinError
+    from llm_engineering.domain.redaction import redact_credentials
     from llm_engineering.infrastructure.mongo.server import embedded_server
     from llm_engineering.model.inference_engine import start_llm_server
 
     try:
         warehouse = embedded_server(settings)
         if warehouse is None:
-            click.echo(f"Warehouse: MONGODB_URI points at {settings.mongodb_uri} (not started here).")
+            where = redact_credentials(settings.mongodb_uri)
+            click.echo(f"Warehouse: MONGODB_URI points at {where} (not started here).")
         else:
             warehouse.start()
         if not no_llm:
@@ -63,6 +65,8 @@ def status() -> None:
             click.echo(f"{name}: external (configured by URI)")
         else:
             state = "running" if service.is_running() else "stopped"
+            if service.orphans():
+                state += ", but processes it started are still alive: `poe local-infrastructure-down` stops them"
             click.echo(f"{name}: {state} on {service.host}:{service.port} (log: {service.log_file})")
 
 

@@ -45,6 +45,14 @@ class WarehouseRepository(Protocol):
 
     def export_records(self, category: DataCategory) -> Iterator[dict[str, Any]]: ...
 
+    def document_links(self, category: DataCategory, ids: Iterable[UUID | str]) -> dict[str, str]:
+        """id -> link of those ids that exist in the category."""
+        ...
+
+    def user_names(self, ids: Iterable[UUID | str]) -> dict[str, str]:
+        """id -> full name of those user ids that exist."""
+        ...
+
 
 # --- Feature store (vector store) --------------------------------------------------------------------------------
 class VectorSearch(Protocol):
@@ -258,3 +266,17 @@ class AuthorDirectory(Protocol):
     def is_known(self, full_name: str) -> bool: ...
 
     def extract_author(self, query: str) -> str | None: ...
+
+
+# --- Dataset generation -------------------------------------------------------------------------------------------
+class KeyValueCache(Protocol):
+    """A small persistent key -> JSON value store (dataset generation caches its LLM generations here).
+
+    `put` is durable when it returns (a killed run keeps what it already generated); `close` releases the file.
+    """
+
+    def get(self, key: str) -> Any | None: ...
+
+    def put(self, key: str, value: Any) -> None: ...
+
+    def close(self) -> None: ...

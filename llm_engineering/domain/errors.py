@@ -34,6 +34,14 @@ class ServiceUnavailableError(LLMTwinError):
     """A backing service (warehouse, vector store, LLM) could not be reached or started."""
 
 
+class InputTooLargeError(LLMTwinError):
+    """A request is valid in form but too large for the model (e.g. a question beyond its token limit)."""
+
+
+class ConflictError(LLMTwinError):
+    """A write would break a uniqueness rule of the warehouse (an id or link already used by another record)."""
+
+
 class ImportFormatError(LLMTwinError):
     """A warehouse import file is malformed. Names the file and, when known, the record index."""
 

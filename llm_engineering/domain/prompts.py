@@ -28,6 +28,18 @@ IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
 
 
+# Chat-template control sequences (ChatML's <|im_start|>/<|im_end|>, <|endoftext|>, Llama 3's <|eot_id|> ...).
+# Text from users, history and crawled pages must never contain one intact, or the tokenizer turns it into the
+# real special token and the text can open a system turn of its own (prompt-format injection).
+_CONTROL_SEQUENCE = re.compile(r"<\|([^<>|\n]{0,40})\|>")
+_ZERO_WIDTH_SPACE = "\u200b"
+
+
+def neutralize_control_tokens(text: str) -> str:
+    """Break every `<|...|>` sequence with an invisible zero-width space: it reads the same, tokenizes as text."""
+    return _CONTROL_SEQUENCE.sub(lambda m: f"<{_ZERO_WIDTH_SPACE}|{m[1]}|{_ZERO_WIDTH_SPACE}>", text)
+
+
 def render_chatml(messages: Sequence[Message], add_generation_prompt: bool = False) -> str:
     """TWIN_CHAT_TEMPLATE in plain Python (for datasets and token counting without a tokenizer)."""
     text = "".join(f"{IM_START}{m['role']}\n{m['content']}{IM_END}\n" for m in messages)
@@ -63,7 +75,8 @@ class ContextPassage:
 
 
 def format_passage(passage: ContextPassage) -> str:
-    return f"[{passage.number}] {passage.title} ({passage.author})\n{passage.text.strip()}"
+    text = f"[{passage.number}] {passage.title} ({passage.author})\n{passage.text.strip()}"
+    return neutralize_control_tokens(text)  # crawled text is untrusted too
 
 
 def format_context(passages: Iterable[ContextPassage]) -> str:
@@ -83,7 +96,8 @@ def rag_answer_stop(passages: int) -> list[str]:
 
 
 def rag_user_message(question: str, passages: Sequence[ContextPassage]) -> str:
-    return RAG_USER_TEMPLATE.format(context=format_context(passages), question=question.strip())
+    question = neutralize_control_tokens(question.strip())
+    return RAG_USER_TEMPLATE.format(context=format_context(passages), question=question)
 
 
 def build_rag_messages(
@@ -95,7 +109,7 @@ def build_rag_messages(
     """[system, *earlier turns, user(context + question)]: the messages the twin answers."""
     return [
         {"role": "system", "content": system_prompt},
-        *history,
+        *({"role": m["role"], "content": neutralize_control_tokens(m["content"])} for m in history),
         {"role": "user", "content": rag_user_message(question, passages)},
     ]
 
@@ -107,9 +121,9 @@ def build_sft_messages(instruction: str, answer: str, context: Sequence[ContextP
     else:
         messages = [
             {"role": "system", "content": TWIN_SYSTEM_PROMPT_NO_CONTEXT},
-            {"role": "user", "content": instruction.strip()},
+            {"role": "user", "content": neutralize_control_tokens(instruction.strip())},
         ]
-    return [*messages, {"role": "assistant", "content": answer.strip()}]
+    return [*messages, {"role": "assistant", "content": neutralize_control_tokens(answer.strip())}]
 
 
 _CITATION = re.compile(r"\[(\d{1,3})\]")
@@ -185,3 +199,81 @@ def self_query_schema(authors: Sequence[str]) -> dict[str, Any]:
         "required": ["author"],
         "additionalProperties": False,
     }
+
+
+# --- Dataset generation (instruction back-translation, preference pairs, judge) ---------------------------------
+# The author's extract is always the answer, verbatim: the LLM only writes the questions it answers. A rejected
+# answer is the base model's own reply to the same no-context prompt the twin is trained with.
+INSTRUCTIONS_SYSTEM = "You write the questions that readers ask. Reply with JSON only."
+INSTRUCTIONS_TEMPLATE = (
+    "Text:\n{extract}\n\n"
+    "Write {n} different questions that a reader could ask and that the text above answers. "
+    "Each question must make sense on its own."
+)
+JUDGE_SYSTEM = "You grade question and answer pairs. Reply with JSON only."
+JUDGE_TEMPLATE = (
+    "Question: {instruction}\n\nAnswer:\n{answer}\n\n"
+    "Is the question natural, and does the answer fully answer it? Score from 1 (no) to 5 (yes)."
+)
+
+
+def instruction_messages(extract: str, n: int) -> list[Message]:
+    return [
+        {"role": "system", "content": INSTRUCTIONS_SYSTEM},
+        {"role": "user", "content": INSTRUCTIONS_TEMPLATE.format(extract=extract.strip(), n=n)},
+    ]
+
+
+def instructions_schema(n: int, min_chars: int = 10, max_chars: int = 200) -> dict[str, Any]:
+    return {
+        "title": "instructions",
+        "type": "object",
+        "properties": {
+            "questions": {
+                "type": "array",
+                "items": {"type": "string", "minLength": min_chars, "maxLength": max_chars},
+                "minItems": n,
+                "maxItems": n,
+            }
+        },
+        "required": ["questions"],
+        "additionalProperties": False,
+    }
+
+
+def judge_messages(instruction: str, answer: str) -> list[Message]:
+    return [
+        {"role": "system", "content": JUDGE_SYSTEM},
+        {"role": "user", "content": JUDGE_TEMPLATE.format(instruction=instruction.strip(), answer=answer.strip())},
+    ]
+
+
+def judge_schema() -> dict[str, Any]:
+    return {
+        "title": "judge_score",
+        "type": "object",
+        "properties": {"score": {"type": "integer", "enum": [1, 2, 3, 4, 5]}},
+        "required": ["score"],
+        "additionalProperties": False,
+    }
+
+
+def preference_prompt(instruction: str) -> list[Message]:
+    """The chat before the answer in a preference pair: the twin's no-context shape (as in build_sft_messages)."""
+    return build_sft_messages(instruction, "x")[:-1]
+
+
+def cite_source(answer: str, number: int) -> str:
+    """The author's text, citing the passage it comes from, as a RAG answer does."""
+    return f"{answer.rstrip()} [{number}]"
+
+
+def _prompt_version() -> str:
+    import hashlib
+
+    parts = (INSTRUCTIONS_SYSTEM, INSTRUCTIONS_TEMPLATE, JUDGE_SYSTEM, JUDGE_TEMPLATE, TWIN_SYSTEM_PROMPT_NO_CONTEXT)
+    return "datasets-v1-" + hashlib.sha256("\0".join(parts).encode()).hexdigest()[:10]
+
+
+# Part of every generation's cache key: editing a prompt above invalidates the cached generations.
+DATASET_PROMPT_VERSION = _prompt_version()

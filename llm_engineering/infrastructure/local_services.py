@@ -45,6 +45,24 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _group_alive(pgid: int) -> bool:
+    """Any process left in the group (a service started with its own session has pgid == its pid)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
 @dataclass
 class LocalService:
     """A detached local server process identified by name, host and port."""
@@ -72,13 +90,21 @@ class LocalService:
             return False
         return self.ready_check() if self.ready_check else True
 
-    def managed_pid(self) -> int | None:
-        """The pid of the process we started, if it is still alive."""
+    def _recorded_pid(self) -> int | None:
         try:
-            pid = int(self.pid_file.read_text().strip())
+            return int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        return pid if _pid_alive(pid) else None
+
+    def managed_pid(self) -> int | None:
+        """The pid of the process we started, if it is still alive."""
+        pid = self._recorded_pid()
+        return pid if pid is not None and _pid_alive(pid) else None
+
+    def orphans(self) -> bool:
+        """True when the process we started is gone but processes it spawned (its group) are still alive."""
+        pid = self._recorded_pid()
+        return pid is not None and not _pid_alive(pid) and _group_alive(pid)
 
     def start(self) -> bool:
         """Start the service unless something already answers on its port. Returns True if it started it."""
@@ -129,28 +155,29 @@ class LocalService:
             return "(no log)"
 
     def stop(self, timeout_s: float = 15.0) -> bool:
-        """Stop the process this project started (never a foreign server). Returns True if one was stopped."""
-        pid = self.managed_pid()
-        if pid is None:
+        """Stop what this project started (never a foreign server): the whole process group, so workers that a
+        server spawned (vLLM's engine core) go too, even when the server itself was killed. SIGTERM first,
+        SIGKILL for whatever ignores it. Returns True if anything was stopped."""
+        pgid = self._recorded_pid()
+        if pgid is None or not _group_alive(pgid):
             self.pid_file.unlink(missing_ok=True)
             return False
-        logger.info(f"{self.name}: stopping pid {pid}")
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        leader = "" if _pid_alive(pgid) else " (its leader is gone: stopping the processes it left behind)"
+        logger.info(f"{self.name}: stopping process group {pgid}{leader}")
+        _signal_group(pgid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and _pid_alive(pid):
+        while time.monotonic() < deadline and _group_alive(pgid):
             try:
-                os.waitpid(pid, os.WNOHANG)  # reap if it is our child
+                os.waitpid(pgid, os.WNOHANG)  # reap if it is our child
             except ChildProcessError:
                 pass
             time.sleep(0.1)
-        if _pid_alive(pid):
-            logger.warning(f"{self.name}: pid {pid} ignored SIGTERM, killing it")
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        if _group_alive(pgid):
+            logger.warning(f"{self.name}: process group {pgid} ignored SIGTERM, killing it")
+            _signal_group(pgid, signal.SIGKILL)
+            for _ in range(50):
+                if not _group_alive(pgid):
+                    break
+                time.sleep(0.1)
         self.pid_file.unlink(missing_ok=True)
         return True

@@ -82,9 +82,8 @@ def vllm_command(settings: Settings) -> list[str]:
         settings.llm_dtype,
         "--disable-uvicorn-access-log",
     ]
-    api_key = settings.llm_api_key.get_secret_value()
-    if api_key and api_key != "EMPTY":
-        command += ["--api-key", api_key]
+    # LLM_API_KEY goes to vLLM through its VLLM_API_KEY environment variable (see llm_server_service): on the
+    # command line it would be visible to every user of the machine in `ps`.
     command += shlex.split(settings.llm_server_extra_args)
     return command
 
@@ -127,6 +126,9 @@ def llm_server_service(settings: Settings) -> LocalService | None:
         "VLLM_NO_USAGE_STATS": "1",
         "DO_NOT_TRACK": "1",
     }
+    api_key = settings.llm_api_key.get_secret_value()
+    if api_key and api_key != "EMPTY":
+        env["VLLM_API_KEY"] = api_key
     if Path(model).exists():
         # A local checkpoint needs no hub: stay offline instead of timing out against an unreachable hub.
         env |= {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -166,6 +168,7 @@ def llm_server_status(settings: Settings) -> dict[str, object]:
         "model": settings.llm_model_id,
         "ready": models_endpoint_ready(settings),
         "managed_pid": service.managed_pid() if service else None,
+        "orphaned_workers": service.orphans() if service else False,
         "log_file": str(service.log_file) if service else None,
         "problem": str(service.error) if isinstance(service, _UnstartableService) else None,
     }

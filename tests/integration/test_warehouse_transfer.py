@@ -113,6 +113,51 @@ def test_malformed_file_names_file_and_record_and_writes_nothing(warehouse, tmp_
     assert _counts(warehouse) == {"users": 0, "articles": 0, "posts": 0, "repositories": 0}
 
 
+def test_an_id_already_used_under_another_link_is_refused_before_anything_is_written(warehouse, tmp_path):
+    """Regression (#14): a valid folder whose record reuses an existing `_id` under a new link used to write
+    a user and an article, then die with a raw DuplicateKeyError."""
+    import_warehouse(warehouse, HANDBOOK_FIXTURE, show_progress=False)
+    before = _counts(warehouse)
+    existing = json.loads((HANDBOOK_FIXTURE / "ArticleDocument.json").read_text())[0]
+    folder = tmp_path / "reuse"
+    folder.mkdir()
+    user = json.loads((HANDBOOK_FIXTURE / "UserDocument.json").read_text())[0]
+    new_user = {**user, "_id": str(uuid.uuid4()), "first_name": "Ada", "last_name": "Lovelace"}
+    shutil.copy(HANDBOOK_FIXTURE / "UserDocument.json", folder / "UserDocument.json")
+    users = json.loads((folder / "UserDocument.json").read_text()) + [new_user]
+    (folder / "UserDocument.json").write_text(json.dumps(users))
+    fresh = {**existing, "link": "https://example.org/brand-new", "author_id": new_user["_id"]}
+    (folder / "ArticleDocument.json").write_text(json.dumps([{**existing, "_id": str(uuid.uuid4())}, fresh]))
+    with pytest.raises(ImportFormatError) as error:
+        import_warehouse(warehouse, folder, show_progress=False)
+    message = str(error.value)
+    assert "ArticleDocument.json record #1" in message and existing["link"] in message and "new `_id`" in message
+    assert _counts(warehouse) == before  # neither the new user nor the first article was written
+
+
+def test_ids_or_links_twice_in_one_folder_are_refused(warehouse, tmp_path):
+    records = json.loads((HANDBOOK_FIXTURE / "ArticleDocument.json").read_text())
+    twice = _broken_copy(tmp_path, "ArticleDocument.json", lambda _: json.dumps([records[0], records[0]]))
+    with pytest.raises(ImportFormatError, match=r"record #1: `_id` .* repeats record #0"):
+        import_warehouse(warehouse, twice, show_progress=False)
+    assert _counts(warehouse) == {"users": 0, "articles": 0, "posts": 0, "repositories": 0}
+
+
+def test_warehouse_conflicts_and_outages_are_project_errors(warehouse, settings):
+    from llm_engineering.domain.documents import UserDocument
+    from llm_engineering.domain.errors import ConflictError, ServiceUnavailableError
+    from llm_engineering.infrastructure.mongo.warehouse import MongoWarehouse
+
+    user, _ = warehouse.get_or_create_user("Grace Hopper")
+    clash = UserDocument(id=user.id, first_name="Alan", last_name="Turing")
+    with pytest.raises(ConflictError, match="another record"):
+        warehouse.upsert_user(clash)
+    dead = settings.model_copy(update={"mongodb_uri": "mongodb://admin:s3cret@127.0.0.1:9/", "mongodb_timeout_ms": 300})
+    with pytest.raises(ServiceUnavailableError) as error:
+        MongoWarehouse(settings=dead).list_users()
+    assert "s3cret" not in str(error.value) and "MONGODB_URI" in str(error.value)
+
+
 def test_folder_without_export_files_is_rejected(warehouse, tmp_path):
     with pytest.raises(ImportFormatError, match="holds none of"):
         import_warehouse(warehouse, tmp_path, show_progress=False)

@@ -11,22 +11,10 @@ import asyncio
 
 import pytest
 
-from llm_engineering.application.rag.llm_self_query import LLMSelfQuery
-from llm_engineering.application.rag.query_expansion import QueryExpander
-from llm_engineering.application.rag.rag_service import RAGConfig, RAGService
-from llm_engineering.application.rag.retriever import HybridRetriever
-from llm_engineering.application.rag.self_query import SelfQuery
+from llm_engineering.application.rag.rag_service import RAGService
 from llm_engineering.domain.documents import ArticleDocument
 from llm_engineering.domain.errors import LLMUnavailableError, UnknownAuthorError
-from tests.fakes import (
-    FakeVectorStore,
-    FakeWarehouse,
-    HashingEncoder,
-    RecordingTracer,
-    ScriptedLLM,
-    WordCounter,
-    unreachable_llm,
-)
+from tests.fakes import RecordingTracer, ScriptedLLM, fake_rag_corpus, fake_services, unreachable_llm
 
 TOPICS = {
     ("Ada Lovelace", "lora"): "LoRA adapters train a few low rank matrices while the base model stays frozen.",
@@ -38,39 +26,11 @@ TOPICS = {
 
 @pytest.fixture
 def corpus():
-    from llm_engineering.application.preprocessing.features import FeatureEngineering
-
-    warehouse, store, encoder = FakeWarehouse(), FakeVectorStore(), HashingEncoder()
-    for (author, topic), text in TOPICS.items():
-        user, _ = warehouse.get_or_create_user(author)
-        body = "\n\n".join(f"{text} Paragraph {i} on {topic}." for i in range(3))
-        warehouse.upsert_document(
-            ArticleDocument(
-                author_id=user.id,
-                author_full_name=user.full_name,
-                platform="blog",
-                link=f"https://example.org/{user.last_name.lower()}/{topic}",
-                content={"Title": f"{author} on {topic}", "Content": body},
-            )
-        )
-    report = FeatureEngineering(warehouse, store, encoder, show_progress=False).run("all")
-    assert report.documents_indexed == len(TOPICS)
-    return warehouse, store, encoder
+    return fake_rag_corpus(TOPICS)
 
 
 def make_service(corpus, llm: ScriptedLLM, **config) -> tuple[RAGService, RecordingTracer]:
-    warehouse, store, encoder = corpus
-    tracer = RecordingTracer()
-    authors = SelfQuery(warehouse)
-    service = RAGService(
-        config=RAGConfig(**{"k": 2, "expand_n": 2, "max_model_len": 512, "max_answer_tokens": 64, **config}),
-        retriever=HybridRetriever(store, encoder),
-        llm=llm,
-        self_query=LLMSelfQuery(authors, llm=llm),
-        expander=QueryExpander(llm),
-        token_counter=WordCounter(),
-        tracer=tracer,
-    )
+    service, _, tracer = fake_services(corpus, llm, **config)
     return service, tracer
 
 

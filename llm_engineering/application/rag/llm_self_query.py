@@ -55,7 +55,7 @@ class LLMSelfQuery:
         """The warehouse spelling of an explicitly requested author, or None if no such user exists."""
         return await asyncio.to_thread(self.rule_based.canonical, author)
 
-    async def extract(self, question: str) -> SelfQueryResult:
+    async def extract(self, question: str, timeout_s: float | None = None) -> SelfQueryResult:
         authors = await self.known_authors()
         if not authors:
             return SelfQueryResult(author=None, method="none", note="the warehouse has no authors")
@@ -70,7 +70,7 @@ class LLMSelfQuery:
                 self_query_schema(authors),
                 max_tokens=self.max_tokens,
                 temperature=0.0,
-                timeout_s=self.timeout_s,
+                timeout_s=self.timeout_s if timeout_s is None else min(timeout_s, self.timeout_s or timeout_s),
             )
         except LLMTwinError as exc:
             logger.warning(f"LLM self-query failed, using the rule-based match: {exc}")

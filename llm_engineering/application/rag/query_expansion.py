@@ -60,7 +60,7 @@ class QueryExpander:
         self.max_tokens = max_tokens  # None: sized by n (a rephrasing rarely needs more than ~40 tokens)
         self.timeout_s = timeout_s
 
-    async def expand(self, question: str, n: int) -> ExpansionResult:
+    async def expand(self, question: str, n: int, timeout_s: float | None = None) -> ExpansionResult:
         question = question.strip()
         if n <= 0:
             return ExpansionResult(queries=[question])
@@ -70,7 +70,7 @@ class QueryExpander:
                 query_expansion_schema(n, self.max_chars),
                 max_tokens=self.max_tokens or 24 + 48 * n,
                 temperature=0.0,
-                timeout_s=self.timeout_s,
+                timeout_s=_shorter(self.timeout_s, timeout_s),
             )
         except LLMTwinError as exc:
             logger.warning(f"Query expansion skipped (LLM failed): {exc}")
@@ -91,3 +91,7 @@ class QueryExpander:
         if len(result.queries) == 1:
             result.fallback_reason = "every variant was rejected"
         return result
+
+
+def _shorter(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from llm_engineering.application.rag.fusion import dedupe_by_document
 from llm_engineering.application.rag.llm_self_query import LLMSelfQuery, SelfQueryResult
 from llm_engineering.application.rag.query_expansion import ExpansionResult, QueryExpander
 from llm_engineering.domain.chunks import RetrievalResult
-from llm_engineering.domain.errors import UnknownAuthorError
+from llm_engineering.domain.errors import InputTooLargeError, ServiceUnavailableError, UnknownAuthorError
 from llm_engineering.domain.llm import ChatResult, GenerationOptions
 from llm_engineering.domain.prompts import (
     CHATML_GENERATION_PROMPT_TOKENS,
@@ -57,6 +58,8 @@ class AnswerOptions(TypedDict, total=False):
     history: Sequence[Message]  # earlier turns, oldest first
     max_tokens: int | None  # answer length
     temperature: float | None
+    degraded: bool  # the service is busy: no expansion, no LLM self-query, a shorter answer
+    deadline: float | None  # time.monotonic() by which the answer must be complete
 
 
 class RAGConfig(BaseModel):
@@ -68,6 +71,12 @@ class RAGConfig(BaseModel):
     max_answer_tokens: int = Field(default=256, ge=1)
     temperature: float = Field(default=0.3, ge=0.0)
     max_model_len: int = Field(default=2048, ge=64, description="The served model's window (prompt + answer).")
+    max_query_tokens: int = Field(default=512, ge=8, description="A question's limit in the served model's tokens.")
+    busy_answer_tokens: int = Field(default=128, ge=16, description="Answer length in degraded (busy) mode.")
+    helper_budget_s: float = Field(default=10.0, gt=0, description="Self-query and expansion stage budget each.")
+    generation_reserve_s: float = Field(
+        default=3.0, ge=0, description="Time the answer needs at least; a request with less left is refused (503)."
+    )
 
 
 class Source(BaseModel):
@@ -92,6 +101,7 @@ class RAGAnswer(BaseModel):
     tokens: dict[str, Any] = Field(default_factory=dict)
     finish_reason: str | None = None
     model: str = ""
+    degraded: bool = Field(default=False, description="Answered in busy mode (no expansion, shorter answer).")
     notes: list[str] = Field(default_factory=list)
 
 
@@ -113,6 +123,12 @@ class _Prepared:
     expansion: ExpansionResult
     max_tokens: int
     notes: list[str]
+    degraded: bool = False
+    deadline: float | None = None
+
+
+# Generous upper bound of characters per token, to drop hopeless history before any tokenizing.
+MAX_CHARS_PER_TOKEN = 8
 
 
 class RAGService:
@@ -137,15 +153,17 @@ class RAGService:
         self._search_lock = threading.Lock()
 
     # --- stages ---------------------------------------------------------------------------------------------
-    async def _author(self, query: str, author: str | None, trace: RequestTrace) -> SelfQueryResult:
+    async def _author(
+        self, query: str, author: str | None, use_llm: bool, budget_s: float, trace: RequestTrace
+    ) -> SelfQueryResult:
         with trace.stage("self_query", input={"query": query, "author": author}) as stage:
             if author:
                 resolved = await self.self_query.resolve_author(author)
                 if resolved is None:
                     raise UnknownAuthorError(author, await self.self_query.known_authors())
                 result = SelfQueryResult(author=resolved, method="request")
-            elif self.config.use_llm_self_query:
-                result = await self.self_query.extract(query)
+            elif use_llm:
+                result = await self.self_query.extract(query, timeout_s=budget_s)
             else:
                 rule = await asyncio.to_thread(self.self_query.rule_based.extract_author, query)
                 result = SelfQueryResult(author=rule, method="rule" if rule else "none")
@@ -154,9 +172,9 @@ class RAGService:
             stage.model = self.llm.model if result.prompt_tokens else None
             return result
 
-    async def _expand(self, query: str, n: int, trace: RequestTrace) -> ExpansionResult:
+    async def _expand(self, query: str, n: int, budget_s: float, trace: RequestTrace) -> ExpansionResult:
         with trace.stage("query_expansion", input={"query": query, "n": n}, span_type="llm") as stage:
-            result = await self.expander.expand(query, n)
+            result = await self.expander.expand(query, n, timeout_s=budget_s)
             stage.output = {"queries": result.queries, "rejected": result.rejected, "fallback": result.fallback_reason}
             stage.usage = _usage(result.prompt_tokens, result.completion_tokens)
             stage.model = self.llm.model
@@ -166,15 +184,40 @@ class RAGService:
         with self._search_lock:
             return [self.retriever.search(q, k=k, author=author) for q in queries]
 
+    def _remaining(self, deadline: float | None) -> float:
+        return float("inf") if deadline is None else deadline - time.monotonic()
+
+    def _check_time(self, deadline: float | None, before: str) -> None:
+        if self._remaining(deadline) < self.config.generation_reserve_s:
+            raise ServiceUnavailableError(f"busy: not enough time left in the request budget for {before}; retry")
+
     async def _prepare(self, query: str, options: AnswerOptions, trace: RequestTrace) -> _Prepared:
         author = options.get("author")
         history = options.get("history", ())
-        max_tokens = options.get("max_tokens")
+        degraded = bool(options.get("degraded"))
+        deadline = options.get("deadline")
         k = options.get("k") or self.config.k
-        max_tokens = max_tokens or self.config.max_answer_tokens
+        max_tokens = options.get("max_tokens") or self.config.max_answer_tokens
         notes: list[str] = []
+        if degraded:
+            max_tokens = min(max_tokens, self.config.busy_answer_tokens)
+            notes.append(f"busy: query expansion and LLM self-query skipped, answer capped at {max_tokens} tokens")
+        query_tokens = await asyncio.to_thread(self.token_counter.count, query)
+        if query_tokens > self.config.max_query_tokens:
+            raise InputTooLargeError(
+                f"the question is {query_tokens} tokens of the served model; the limit is "
+                f"{self.config.max_query_tokens} (INFERENCE_MAX_QUERY_TOKENS)"
+            )
+        self._check_time(deadline, "retrieval")
+        # Each helper stage has its own budget, and never eats the time the answer needs.
+        helper_budget = max(
+            0.5, min(self.config.helper_budget_s, self._remaining(deadline) - self.config.generation_reserve_s)
+        )
+        expand_n = 0 if degraded else self.config.expand_n
+        use_llm = self.config.use_llm_self_query and not degraded
         author_result, expansion = await asyncio.gather(
-            self._author(query, author, trace), self._expand(query, self.config.expand_n, trace)
+            self._author(query, author, use_llm, helper_budget, trace),
+            self._expand(query, expand_n, helper_budget, trace),
         )
         if author_result.note:
             notes.append(f"self-query: {author_result.note}")
@@ -193,16 +236,10 @@ class RAGService:
             stage.output = {"candidates": len(merged), "top": [str(h.chunk.id) for h in merged[:k]]}
 
         with trace.stage("context") as stage:
-            history = self._fit_history(query, history, max_tokens)
-            fixed = self._prompt_tokens(build_rag_messages(query, [], history))
-            budget = context_budget(self.config.max_model_len, max_tokens, fixed)
-            if budget <= 0:
-                # The question alone fills the window: answer with a shorter budget rather than fail upstream.
-                max_tokens = max(16, self.config.max_model_len - fixed - 16)
-                budget = 0
-                notes.append("context: question too long for any context")
-            context = assemble_context(merged, k, budget, self.token_counter)
-            messages = build_rag_messages(query, context.passages, history)
+            # Tokenizing is CPU work: off the event loop, so one long request never stalls the others.
+            context, messages, max_tokens, budget = await asyncio.to_thread(
+                self._build_prompt, query, history, merged, k, max_tokens, notes
+            )
             stage.output = {
                 "passages": len(context.passages),
                 "context_tokens": context.context_tokens,
@@ -224,19 +261,53 @@ class RAGService:
             )
             for p, hit in zip(context.passages, context.hits, strict=True)
         ]
-        return _Prepared(query, messages, context, sources, author_result, expansion, max_tokens, notes)
+        self._check_time(deadline, "generation")
+        return _Prepared(
+            query, messages, context, sources, author_result, expansion, max_tokens, notes, degraded, deadline
+        )
+
+    def _build_prompt(
+        self,
+        query: str,
+        history: Sequence[Message],
+        merged: Sequence[Any],
+        k: int,
+        max_tokens: int,
+        notes: list[str],
+    ) -> tuple[AssembledContext, list[Message], int, int]:
+        history = self._fit_history(query, history, max_tokens)
+        fixed = self._prompt_tokens(build_rag_messages(query, [], history))
+        budget = context_budget(self.config.max_model_len, max_tokens, fixed)
+        if budget <= 0:
+            # The question alone fills the window: answer with a shorter budget rather than fail upstream.
+            max_tokens = max(16, self.config.max_model_len - fixed - 16)
+            budget = 0
+            notes.append("context: question too long for any context")
+        context = assemble_context(merged, k, budget, self.token_counter)
+        return context, build_rag_messages(query, context.passages, history), max_tokens, budget
 
     def _prompt_tokens(self, messages: Sequence[Message]) -> int:
         counted = sum(self.token_counter.count(m["content"]) + CHATML_TOKENS_PER_MESSAGE for m in messages)
         return counted + CHATML_GENERATION_PROMPT_TOKENS
 
     def _fit_history(self, query: str, history: Sequence[Message], max_tokens: int) -> list[Message]:
-        """Earlier turns, oldest dropped first, so that they take at most half of the non-answer window."""
+        """The newest earlier turns that fit, so that the prompt without context takes at most half of the
+        non-answer window (oldest dropped first). Each turn is counted once, and turns far beyond any budget are
+        dropped by length before any tokenizing (a 1 MB history costs no more than the window it can fill)."""
         allowance = (self.config.max_model_len - max_tokens) // 2
-        kept = list(history)
-        while kept and self._prompt_tokens(build_rag_messages(query, [], kept)) > allowance:
-            kept.pop(0)
-        return kept
+        room = allowance - self._prompt_tokens(build_rag_messages(query, [], []))
+        kept: list[Message] = []
+        chars = 0
+        for message in reversed(history):
+            chars += len(message["content"])
+            if chars > allowance * MAX_CHARS_PER_TOKEN:
+                break
+            cost = self.token_counter.count(message["content"]) + CHATML_TOKENS_PER_MESSAGE
+            if cost > room:
+                break
+            room -= cost
+            kept.append(message)
+        return kept[::-1]
 
     def _answer_model(self, prepared: _Prepared, trace: RequestTrace, generation: ChatResult) -> RAGAnswer:
         text = generation.text
@@ -266,16 +337,20 @@ class RAGService:
             tokens=tokens,
             finish_reason=generation.finish_reason,
             model=self.llm.model,
+            degraded=prepared.degraded,
             notes=prepared.notes,
         )
 
     def _generation_options(self, prepared: _Prepared, temperature: float | None) -> GenerationOptions:
         """The answer's sampling options, the same for a streamed and a complete answer."""
-        return {
+        options: GenerationOptions = {
             "max_tokens": prepared.max_tokens,
             "temperature": self.config.temperature if temperature is None else temperature,
             "stop": rag_answer_stop(len(prepared.sources)),
         }
+        if prepared.deadline is not None:
+            options["timeout_s"] = max(1.0, self._remaining(prepared.deadline))
+        return options
 
     def _record_generation(self, stage: StageRecord, generation: ChatResult) -> None:
         stage.output = {"answer": generation.text, "finish_reason": generation.finish_reason}

@@ -178,6 +178,8 @@ def import_warehouse(warehouse: WarehouseRepository, directory: Path, show_progr
                     )
                 remap[doc.author_id] = known.id
 
+    _check_ids(warehouse, directory, users, documents)
+
     report = TransferReport(directory=str(directory))
     user_counts: Counter[str] = Counter()
     for user in users:
@@ -191,3 +193,48 @@ def import_warehouse(warehouse: WarehouseRepository, directory: Path, show_progr
             counts[warehouse.upsert_document(doc).value] += 1
         report.counts[category.value] = dict(counts)
     return report
+
+
+def _check_ids(
+    warehouse: WarehouseRepository,
+    directory: Path,
+    users: list[UserDocument],
+    documents: dict[DataCategory, list[RawDocument]],
+) -> None:
+    """Before anything is written: no id or link twice in the folder, and no id that the warehouse already
+    uses for another record (another link, another user). Otherwise the import would stop half-way."""
+    users_path = str(directory / FILE_NAMES[DataCategory.USERS])
+    seen_users: dict[UUID, int] = {}
+    for index, user in enumerate(users):
+        if user.id in seen_users:
+            raise ImportFormatError(users_path, f"`_id` {user.id} repeats record #{seen_users[user.id]}", index)
+        seen_users[user.id] = index
+    taken_names = warehouse.user_names(seen_users)
+    for index, user in enumerate(users):
+        name = taken_names.get(str(user.id))
+        if name is not None and name != user.full_name:
+            raise ImportFormatError(
+                users_path,
+                f"`_id` {user.id} already belongs to user {name!r} in the warehouse; give it a new id",
+                index,
+            )
+    for category, docs in documents.items():
+        path = str(directory / FILE_NAMES[category])
+        ids: dict[UUID, int] = {}
+        links: dict[str, int] = {}
+        for index, doc in enumerate(docs):
+            if doc.id in ids:
+                raise ImportFormatError(path, f"`_id` {doc.id} repeats record #{ids[doc.id]}", index)
+            if doc.link in links:
+                raise ImportFormatError(path, f"link {doc.link} repeats record #{links[doc.link]}", index)
+            ids[doc.id], links[doc.link] = index, index
+        taken = warehouse.document_links(category, ids)
+        for index, doc in enumerate(docs):
+            link = taken.get(str(doc.id))
+            if link is not None and link != doc.link:
+                raise ImportFormatError(
+                    path,
+                    f"`_id` {doc.id} is already used in the warehouse by {link}; give this record ({doc.link}) "
+                    "a new `_id`",
+                    index,
+                )

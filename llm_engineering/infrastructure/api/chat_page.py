@@ -1,5 +1,9 @@
 """The chat page served at GET /: plain HTML + JS, no CDN. It streams from /v1/chat/completions (SSE) and
-renders the `sources` extension of the first chunk as a list of links."""
+renders the `sources` extension of the first chunk as a list of links.
+
+Everything the server or a document supplies is rendered as text (textContent), and a source is a link only
+when it is http(s): a stored `javascript:` link stays inert text. The inline script and style carry a per-response
+nonce that the Content-Security-Policy requires, so injected markup could not run a script anyway."""
 
 CHAT_PAGE = """<!doctype html>
 <html lang="en">
@@ -7,7 +11,7 @@ CHAT_PAGE = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>LLM Twin</title>
-<style>
+<style nonce="__NONCE__">
   body { font-family: system-ui, sans-serif; max-width: 52rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
   textarea { width: 100%; min-height: 4.5rem; font: inherit; padding: .5rem; box-sizing: border-box; }
   #answer { white-space: pre-wrap; border: 1px solid #ddd; border-radius: 6px; padding: .75rem; min-height: 3rem; }
@@ -34,7 +38,7 @@ CHAT_PAGE = """<!doctype html>
 <h2>Sources</h2>
 <ol id="sources"></ol>
 <details><summary>Timings</summary><pre id="timings"></pre></details>
-<script>
+<script nonce="__NONCE__">
 "use strict";
 const $ = (id) => document.getElementById(id);
 $("apikey").value = localStorage.getItem("llmTwinApiKey") || "";
@@ -45,9 +49,14 @@ function renderSources(sources) {
   for (const s of sources) {
     const item = document.createElement("li");
     item.value = s.number;
-    const link = document.createElement("a");
-    link.href = s.link; link.textContent = s.title || s.link; link.target = "_blank"; link.rel = "noopener";
-    item.appendChild(link);
+    if (/^https?:\\/\\//i.test(s.link)) {
+      const link = document.createElement("a");
+      link.href = s.link; link.textContent = s.title || s.link;
+      link.target = "_blank"; link.rel = "noopener noreferrer";
+      item.appendChild(link);
+    } else {
+      item.appendChild(document.createTextNode((s.title || "") + " (" + s.link + ")"));
+    }
     item.appendChild(document.createTextNode(" — " + s.author + " (score " + s.score.toFixed(4) + ")"));
     list.appendChild(item);
   }
@@ -120,5 +129,13 @@ $("question").addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.c
 """
 
 
-def render_chat_page(max_chars: int) -> str:
-    return CHAT_PAGE.replace("__MAX_CHARS__", str(max_chars))
+def render_chat_page(max_chars: int, nonce: str) -> str:
+    return CHAT_PAGE.replace("__MAX_CHARS__", str(max_chars)).replace("__NONCE__", nonce)
+
+
+def page_csp(nonce: str) -> str:
+    """Only this page's own nonce-tagged script and style run; it talks only to this origin; no framing."""
+    return (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; "
+        "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )

@@ -1,35 +1,32 @@
-"""Typed dependencies of the routes: settings, services, the API-key check and the in-flight slot."""
+"""Typed dependencies of the routes: settings, services, the API-key check and the admission slot."""
 
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from llm_engineering.application.rag.rag_service import RAGService
 from llm_engineering.application.rag.search import SearchService
-from llm_engineering.infrastructure.api.errors import RETRY_AFTER_S, APIError
+from llm_engineering.infrastructure.api.admission import AdmissionController
+from llm_engineering.infrastructure.api.errors import APIError
 from llm_engineering.settings import Settings
 
 
-class InFlightLimiter:
-    """At most `limit` requests at once; the next one is refused at once (503), not queued behind them."""
+@dataclass
+class Slot:
+    """An admitted request: whether the service is busy (answer in degraded mode) and its deadline."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.active = 0
+    degraded: bool
+    deadline: float  # time.monotonic()
+    started: float
 
-    def try_acquire(self) -> bool:
-        # Single event loop: no await between the check and the increment, so no lock is needed.
-        if self.active >= self.limit:
-            return False
-        self.active += 1
-        return True
-
-    def release(self) -> None:
-        self.active = max(0, self.active - 1)
+    def remaining_s(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -44,25 +41,43 @@ def get_search_service(request: Request) -> SearchService:
     return request.app.state.search
 
 
-def get_limiter(request: Request) -> InFlightLimiter:
-    return request.app.state.limiter
+def get_llm_admission(request: Request) -> AdmissionController:
+    return request.app.state.llm_admission
+
+
+def get_search_admission(request: Request) -> AdmissionController:
+    return request.app.state.search_admission
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 RAGServiceDep = Annotated[RAGService, Depends(get_rag_service)]
 SearchServiceDep = Annotated[SearchService, Depends(get_search_service)]
-LimiterDep = Annotated[InFlightLimiter, Depends(get_limiter)]
+LLMAdmissionDep = Annotated[AdmissionController, Depends(get_llm_admission)]
+SearchAdmissionDep = Annotated[AdmissionController, Depends(get_search_admission)]
+
+
+API_KEY_COOKIE = "llm_twin_api_key"
+
+
+def supplied_api_key(request: Request) -> str:
+    """The key a client sent: `Authorization: Bearer`, `X-API-Key`, or the chat page's cookie."""
+    authorization = request.headers.get("authorization", "")
+    if authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return request.headers.get("x-api-key", "") or request.cookies.get(API_KEY_COOKIE, "")
+
+
+def api_key_matches(settings: Settings, supplied: str) -> bool:
+    """True when no key is configured, or `supplied` is the key (compared in constant time)."""
+    expected = settings.inference_api_key.get_secret_value() if settings.inference_api_key else ""
+    if not expected:
+        return True
+    return bool(supplied) and secrets.compare_digest(supplied.encode("utf-8", "replace"), expected.encode())
 
 
 async def require_api_key(request: Request, settings: SettingsDep) -> None:
-    expected = settings.inference_api_key.get_secret_value() if settings.inference_api_key else ""
-    if not expected:
-        return
-    supplied = request.headers.get("x-api-key", "")
-    authorization = request.headers.get("authorization", "")
-    if authorization.lower().startswith("bearer "):
-        supplied = authorization[7:].strip()
-    if not supplied or not secrets.compare_digest(supplied.encode(), expected.encode()):
+    """Every route but /health needs INFERENCE_API_KEY when it is set."""
+    if not api_key_matches(settings, supplied_api_key(request)):
         raise APIError(
             401,
             "missing or invalid API key: send `Authorization: Bearer <INFERENCE_API_KEY>`",
@@ -71,20 +86,43 @@ async def require_api_key(request: Request, settings: SettingsDep) -> None:
         )
 
 
-async def in_flight_slot(limiter: LimiterDep) -> AsyncIterator[None]:
-    """One of INFERENCE_MAX_IN_FLIGHT slots for the whole request, released after the response is sent —
-    a streamed body included, and on every exit path (errors, client disconnects)."""
-    if not limiter.try_acquire():
+async def _admitted(admission: AdmissionController, settings: Settings) -> AsyncIterator[Slot]:
+    started = time.monotonic()
+    if not await admission.acquire():
         raise APIError(
             503,
-            f"busy: {limiter.limit} requests in flight (INFERENCE_MAX_IN_FLIGHT); retry shortly",
+            f"busy: {admission.active} requests in flight, the measured capacity; retry after the Retry-After delay",
             "overloaded",
-            {"Retry-After": str(RETRY_AFTER_S)},
+            {"Retry-After": str(admission.retry_after_s())},
         )
+    degraded = admission.busy
+    if degraded:
+        admission.stats.degraded += 1
+    # The budget counts from arrival: time spent waiting for the slot is part of it.
+    slot = Slot(degraded=degraded, deadline=started + settings.inference_request_timeout_s, started=started)
+    ok = False
     try:
-        yield
+        yield slot
+        ok = True
     finally:
-        limiter.release()
+        # After the response is sent (a streamed body included) and on every exit path, disconnects included.
+        await admission.release(time.monotonic() - started if ok else None, ok)
+
+
+async def llm_slot(admission: LLMAdmissionDep, settings: SettingsDep) -> AsyncIterator[Slot]:
+    """A slot for a request that calls the LLM (/rag, /v1/chat/completions)."""
+    async for slot in _admitted(admission, settings):
+        yield slot
+
+
+async def search_slot(admission: SearchAdmissionDep, settings: SettingsDep) -> AsyncIterator[Slot]:
+    """A slot for /search (retrieval only: its own, larger pool)."""
+    async for slot in _admitted(admission, settings):
+        yield slot
+
+
+LLMSlotDep = Annotated[Slot, Depends(llm_slot)]
+SearchSlotDep = Annotated[Slot, Depends(search_slot)]
 
 
 def validate_query(text: str, settings: Settings, field: str) -> str:

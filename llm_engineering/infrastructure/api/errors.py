@@ -8,15 +8,18 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from loguru import logger
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llm_engineering.domain.errors import (
+    InputTooLargeError,
     LLMRequestError,
     LLMTimeoutError,
     LLMTwinError,
     ServiceUnavailableError,
     UnknownAuthorError,
 )
+from llm_engineering.domain.redaction import public_message, redact_credentials
 
 RETRY_AFTER_S = 2
 
@@ -32,8 +35,43 @@ class APIError(Exception):
         self.headers = headers or {}
 
 
+class ErrorDetail(BaseModel):
+    message: str
+    type: str = Field(description="invalid_request_error | authentication_error | overloaded | timeout | ...")
+    code: str | None = None
+
+
+class FieldError(BaseModel):
+    loc: str
+    msg: str
+    type: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error: `detail` for REST clients (FastAPI style), `error` for OpenAI SDK clients."""
+
+    detail: str
+    error: ErrorDetail
+    errors: list[FieldError] | None = Field(default=None, description="Per-field problems of a 422.")
+
+
+# Documented on every route, replacing FastAPI's default 422 schema, so responses match the published schema.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        401: "Missing or invalid API key",
+        413: "Request body too large",
+        422: "Invalid request",
+        502: "The LLM rejected the request",
+        503: "Busy or a dependency is unavailable (see Retry-After)",
+        504: "The request took longer than its budget",
+    }.items()
+}
+
+
 def error_body(message: str, kind: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    # `detail` for REST clients (FastAPI style), `error` for OpenAI SDK clients: both read what they expect.
+    # Setting values, URLs and credentials never reach a client: they may name internal hosts or hold passwords.
+    message = public_message(message)
     body: dict[str, Any] = {"detail": message, "error": {"message": message, "type": kind, "code": None}}
     if errors:
         body["errors"] = errors
@@ -43,7 +81,7 @@ def error_body(message: str, kind: str, errors: list[dict[str, Any]] | None = No
 def map_exception(exc: BaseException) -> APIError:
     if isinstance(exc, APIError):
         return exc
-    if isinstance(exc, UnknownAuthorError):
+    if isinstance(exc, UnknownAuthorError | InputTooLargeError):
         return APIError(422, str(exc), "invalid_request_error")
     if isinstance(exc, LLMTimeoutError | TimeoutError):
         message = str(exc) if isinstance(exc, LLMTimeoutError) else "the request took longer than allowed"
@@ -57,6 +95,15 @@ def map_exception(exc: BaseException) -> APIError:
     return APIError(500, "internal error; see the service log", "server_error")
 
 
+def _readable(error: dict[str, Any]) -> str:
+    """pydantic's message, but in words for the blank-question pattern."""
+    if error.get("type") in ("string_pattern_mismatch", "string_too_short") and (
+        (error.get("ctx") or {}).get("pattern") == r"\S" or error.get("type") == "string_too_short"
+    ):
+        return "must not be empty"
+    return str(error.get("msg", "invalid"))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:
@@ -67,12 +114,16 @@ def install_error_handlers(app: FastAPI) -> None:
         errors = []
         for error in exc.errors():
             location = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
-            errors.append({"loc": location, "msg": error.get("msg", "invalid"), "type": error.get("type")})
+            errors.append({"loc": location, "msg": _readable(error), "type": error.get("type")})
         message = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors)[:1000]  # never echo the (huge) input
         return JSONResponse(error_body(message, "invalid_request_error", errors), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.__cause__ is not None:
+            # FastAPI could not decode the body (e.g. invalid UTF-8): an invalid request like any other, a 422.
+            message = "body: not valid JSON text (it must be UTF-8 encoded JSON)"
+            return JSONResponse(error_body(message, "invalid_request_error"), status_code=422)
         return JSONResponse(
             error_body(str(exc.detail), "invalid_request_error"), status_code=exc.status_code, headers=exc.headers
         )
@@ -87,5 +138,5 @@ def install_error_handlers(app: FastAPI) -> None:
         if error.status >= 500 and error.status not in (503, 504):
             logger.opt(exception=exc).error(f"{request.method} {request.url.path} failed")
         else:
-            logger.warning(f"{request.method} {request.url.path}: {error.status} {error.message}")
+            logger.warning(f"{request.method} {request.url.path}: {error.status} {redact_credentials(error.message)}")
         return JSONResponse(error_body(error.message, error.kind), status_code=error.status, headers=error.headers)

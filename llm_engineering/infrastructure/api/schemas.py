@@ -4,17 +4,51 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llm_engineering.application.rag.rag_service import Source
 
 RAG_MODEL_ID = "llm-twin"  # what /v1/models lists; any `model` in a request gets the RAG twin
+# A question: at least one non-blank character (the server also strips it and checks its length and tokens).
+QUESTION_PATTERN = r"\S"
 
 
-class RAGRequest(BaseModel):
+def _find_lone_surrogate(value: Any, path: str = "body") -> str | None:
+    """The path of the first string holding a lone UTF-16 surrogate (valid JSON, not valid Unicode text)."""
+    if isinstance(value, str):
+        return path if any("\ud800" <= ch <= "\udfff" for ch in value) else None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _find_lone_surrogate(key, f"{path}.{key}") if isinstance(key, str) else None
+        found = found or _find_lone_surrogate(item, f"{path}.{key}")
+        if found:
+            return found
+    return None
+
+
+class RequestModel(BaseModel):
+    """Request bodies: invalid Unicode (a lone surrogate, which JSON can encode) is a 422, never a 500."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        where = _find_lone_surrogate(data)
+        if where:
+            raise ValueError(f"{where} contains invalid Unicode (a lone surrogate)")
+        return data
+
+
+class RAGRequest(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
-    query: str = Field(description="The question (1..INFERENCE_MAX_QUERY_CHARS characters).")
+    query: str = Field(
+        min_length=1, pattern=QUESTION_PATTERN, description="The question (1..INFERENCE_MAX_QUERY_CHARS characters)."
+    )
     k: int | None = Field(default=None, ge=1, le=20, description="Passages in the context (default RAG_K).")
     author: str | None = Field(default=None, max_length=200, description="Restrict to this warehouse author.")
     max_tokens: int | None = Field(default=None, ge=1, le=4096)
@@ -31,6 +65,7 @@ class RAGResponse(BaseModel):
     tokens: dict[str, Any]
     finish_reason: str | None
     model: str
+    degraded: bool
     notes: list[str]
 
 
@@ -59,7 +94,7 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
+class ChatCompletionRequest(RequestModel):
     # Unknown OpenAI parameters (presence_penalty, seed, ...) are accepted and ignored, as the SDK may send them.
     model_config = ConfigDict(extra="allow")
 
@@ -78,10 +113,14 @@ class ChatCompletionRequest(BaseModel):
 
 
 # --- POST /search --------------------------------------------------------------------------------------------------
-class SearchRequest(BaseModel):
+class SearchRequest(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
-    query: str = Field(description="What to search for (1..INFERENCE_MAX_QUERY_CHARS characters).")
+    query: str = Field(
+        min_length=1,
+        pattern=QUESTION_PATTERN,
+        description="What to search for (1..INFERENCE_MAX_QUERY_CHARS characters).",
+    )
     k: int | None = Field(default=None, ge=1, le=50, description="How many chunks (default RAG_K).")
     author: str | None = Field(default=None, max_length=200, description="Restrict to this warehouse author.")
     mode: Literal["dense", "sparse", "hybrid", "rerank"] | None = Field(
@@ -154,6 +193,7 @@ class RAGExtras(BaseModel):
     tokens: dict[str, Any]
     notes: list[str]
     model: str = Field(default="", description="The served model (and registry version) that answered.")
+    degraded: bool = Field(default=False, description="Answered in busy mode (no expansion, shorter answer).")
 
 
 class ChatCompletion(BaseModel):

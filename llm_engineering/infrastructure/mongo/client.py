@@ -9,6 +9,7 @@ from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
 from llm_engineering.domain.errors import ServiceUnavailableError
+from llm_engineering.domain.redaction import redact_credentials
 from llm_engineering.settings import Settings
 
 from .server import ensure_warehouse_server
@@ -33,8 +34,9 @@ def get_database(settings: Settings) -> Database:
                 client.admin.command("ping")
             except PyMongoError as exc:
                 client.close()
+                where = redact_credentials(settings.mongodb_uri)
                 raise ServiceUnavailableError(
-                    f"Cannot reach the data warehouse at MONGODB_URI={settings.mongodb_uri!r}: {exc}. "
+                    f"Cannot reach the data warehouse at MONGODB_URI={where!r}: {redact_credentials(str(exc))}. "
                     "Start it with `poe local-infrastructure-up` or point MONGODB_URI at a running MongoDB."
                 ) from exc
             _clients[settings.mongodb_uri] = client

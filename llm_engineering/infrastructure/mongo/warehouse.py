@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any
+import functools
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 from uuid import UUID
 
 from pymongo import ASCENDING
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from llm_engineering.domain.documents import (
     DOCUMENT_CLASSES,
@@ -16,6 +17,8 @@ from llm_engineering.domain.documents import (
     UserDocument,
     normalize_full_name,
 )
+from llm_engineering.domain.errors import ConflictError, ServiceUnavailableError
+from llm_engineering.domain.redaction import redact_credentials
 from llm_engineering.domain.types import DOCUMENT_CATEGORIES, DataCategory, UpsertOutcome
 from llm_engineering.settings import Settings, get_settings
 
@@ -36,6 +39,32 @@ def _from_record(cls: type, record: dict[str, Any]) -> Any:
     return cls.model_validate(data)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _warehouse_errors(method: F) -> F:
+    """pymongo's errors as the project's: a conflict names the key, anything else is 'warehouse unavailable'."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = method(*args, **kwargs)
+            if isinstance(result, Iterator):
+                result = list(result)  # surface cursor errors here, not later in the caller
+            return result
+        except DuplicateKeyError as exc:
+            key = (exc.details or {}).get("keyValue") or {}
+            raise ConflictError(f"the warehouse already holds another record with {key or 'this key'}") from exc
+        except PyMongoError as exc:
+            message = redact_credentials(str(exc))[:300]
+            raise ServiceUnavailableError(
+                f"the data warehouse (MONGODB_URI) failed: {type(exc).__name__}: {message}. Is it running? "
+                "`poe local-infrastructure-status` says."
+            ) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
 class MongoWarehouse:
     """Users and raw documents. Documents are keyed by link (unique); users by full name (unique)."""
 
@@ -53,6 +82,7 @@ class MongoWarehouse:
             self.ensure_indexes()
         return self._database
 
+    @_warehouse_errors
     def ensure_indexes(self) -> None:
         database = self._database if self._database is not None else self.db
         database[DataCategory.USERS].create_index([("full_name", ASCENDING)], unique=True)
@@ -61,10 +91,12 @@ class MongoWarehouse:
             database[category].create_index([("author_id", ASCENDING)])
 
     # --- users -------------------------------------------------------------------------------------------
+    @_warehouse_errors
     def find_user(self, full_name: str) -> UserDocument | None:
         record = self.db[DataCategory.USERS].find_one({"full_name": normalize_full_name(full_name)})
         return _from_record(UserDocument, record) if record else None
 
+    @_warehouse_errors
     def get_or_create_user(self, full_name: str) -> tuple[UserDocument, bool]:
         existing = self.find_user(full_name)
         if existing is not None:
@@ -78,10 +110,12 @@ class MongoWarehouse:
             return found, False
         return user, True
 
+    @_warehouse_errors
     def list_users(self) -> list[UserDocument]:
         records = self.db[DataCategory.USERS].find().sort("full_name", ASCENDING)
         return [_from_record(UserDocument, r) for r in records]
 
+    @_warehouse_errors
     def upsert_user(self, user: UserDocument) -> UpsertOutcome:
         """Insert a user with its own id unless one with that full name exists (then it is kept)."""
         if self.find_user(user.full_name) is not None:
@@ -90,6 +124,7 @@ class MongoWarehouse:
         return UpsertOutcome.INSERTED
 
     # --- documents ---------------------------------------------------------------------------------------
+    @_warehouse_errors
     def upsert_document(self, document: RawDocument) -> UpsertOutcome:
         """Insert a new link, update a changed one (same id kept), leave an unchanged one alone."""
         collection = self.db[document.category]
@@ -104,6 +139,7 @@ class MongoWarehouse:
         collection.update_one({"_id": existing["_id"]}, {"$set": record})
         return UpsertOutcome.UPDATED
 
+    @_warehouse_errors
     def find_documents(self, category: DataCategory, author_ids: Iterable[UUID] | None = None) -> list[RawDocument]:
         query: dict[str, Any] = {}
         if author_ids is not None:
@@ -111,8 +147,27 @@ class MongoWarehouse:
         cls = DOCUMENT_CLASSES[category]
         return [_from_record(cls, r) for r in self.db[category].find(query).sort("link", ASCENDING)]
 
+    @_warehouse_errors
     def count(self, category: DataCategory) -> int:
         return self.db[category].count_documents({})
 
+    @_warehouse_errors
+    def document_links(self, category: DataCategory, ids: Iterable[UUID | str]) -> dict[str, str]:
+        """id -> link of the given ids that exist in the category (import checks ids before writing)."""
+        wanted = [str(i) for i in ids]
+        if not wanted:
+            return {}
+        return {str(r["_id"]): r["link"] for r in self.db[category].find({"_id": {"$in": wanted}}, {"link": 1})}
+
+    @_warehouse_errors
+    def user_names(self, ids: Iterable[UUID | str]) -> dict[str, str]:
+        """id -> full name of the given user ids that exist."""
+        wanted = [str(i) for i in ids]
+        if not wanted:
+            return {}
+        records = self.db[DataCategory.USERS].find({"_id": {"$in": wanted}}, {"full_name": 1})
+        return {str(r["_id"]): r["full_name"] for r in records}
+
+    @_warehouse_errors
     def export_records(self, category: DataCategory) -> Iterator[dict[str, Any]]:
         yield from self.db[category].find().sort("_id", ASCENDING)

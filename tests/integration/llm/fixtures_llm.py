@@ -90,7 +90,7 @@ def rag_corpus_settings(
 class ServedApp:
     """The real app under uvicorn in a background thread (real sockets, real HTTP, real SSE)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, app=None) -> None:
         import uvicorn
 
         from llm_engineering.infrastructure.api.app import create_app
@@ -98,9 +98,8 @@ class ServedApp:
         self.settings = settings
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
-        )
+        self.app = app or create_app(settings)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -19,13 +19,13 @@ from loguru import logger
 
 from llm_engineering.application.rag.rag_service import RAGAnswer, RAGEvent, Source
 from llm_engineering.infrastructure.api.deps import (
+    LLMSlotDep,
     RAGServiceDep,
     SettingsDep,
-    in_flight_slot,
     require_api_key,
     validate_query,
 )
-from llm_engineering.infrastructure.api.errors import APIError, error_body, map_exception
+from llm_engineering.infrastructure.api.errors import ERROR_RESPONSES, APIError, error_body, map_exception
 from llm_engineering.infrastructure.api.schemas import (
     RAG_MODEL_ID,
     AssistantMessage,
@@ -41,7 +41,9 @@ from llm_engineering.infrastructure.api.schemas import (
     Usage,
 )
 
-router = APIRouter(prefix="/v1", tags=["openai-compatible"], dependencies=[Depends(require_api_key)])
+router = APIRouter(
+    prefix="/v1", tags=["openai-compatible"], dependencies=[Depends(require_api_key)], responses=ERROR_RESPONSES
+)
 
 
 def sources_footer(sources: list[Source]) -> str:
@@ -60,6 +62,7 @@ def rag_extras(answer: RAGAnswer) -> RAGExtras:
         tokens=answer.tokens,
         notes=answer.notes,
         model=answer.model,
+        degraded=answer.degraded,
     )
 
 
@@ -88,22 +91,31 @@ async def list_models() -> ModelList:
 @router.post(
     "/chat/completions",
     response_model=ChatCompletion,
-    dependencies=[Depends(in_flight_slot)],
     responses={200: {"content": {"text/event-stream": {}}, "description": "With `stream: true`: SSE chunks"}},
 )
-async def chat_completions(body: ChatCompletionRequest, service: RAGServiceDep, settings: SettingsDep):
+async def chat_completions(
+    body: ChatCompletionRequest, service: RAGServiceDep, settings: SettingsDep, slot: LLMSlotDep
+):
     last = body.messages[-1]
     if last.role != "user":
         raise APIError(422, "the last message must come from the user", "invalid_request_error")
     query = validate_query(last.text(), settings, "messages[-1].content")
     history = [{"role": m.role, "content": m.text()} for m in body.messages[:-1] if m.role in ("user", "assistant")]
     max_tokens = body.max_completion_tokens or body.max_tokens
-    options = dict(k=body.k, author=body.author, history=history, max_tokens=max_tokens, temperature=body.temperature)
+    options = dict(
+        k=body.k,
+        author=body.author,
+        history=history,
+        max_tokens=max_tokens,
+        temperature=body.temperature,
+        degraded=slot.degraded,
+        deadline=slot.deadline,
+    )
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
 
     if not body.stream:
-        async with asyncio.timeout(settings.inference_request_timeout_s):
+        async with asyncio.timeout(slot.remaining_s()):
             answer = await service.answer(query, **options)
         content = answer.answer + (sources_footer(answer.sources) if body.sources_footer else "")
         return ChatCompletion(
@@ -116,9 +128,8 @@ async def chat_completions(body: ChatCompletionRequest, service: RAGServiceDep, 
         )
 
     events = service.stream(query, **options)
-    deadline = time.monotonic() + settings.inference_request_timeout_s
     try:
-        async with asyncio.timeout(settings.inference_request_timeout_s):
+        async with asyncio.timeout(slot.remaining_s()):
             first = await anext(events)
     except BaseException:
         await events.aclose()
@@ -132,7 +143,7 @@ async def chat_completions(body: ChatCompletionRequest, service: RAGServiceDep, 
         sources: list[Source] = first.data if first.kind == "sources" else []
         try:
             yield chunk(ChunkDelta(role="assistant", content=""), sources=sources)
-            async with asyncio.timeout(max(1.0, deadline - time.monotonic())):
+            async with asyncio.timeout(max(1.0, slot.remaining_s())):
                 async for event in events:
                     if event.kind == "delta":
                         yield chunk(ChunkDelta(content=event.data))

@@ -8,21 +8,24 @@ from fastapi import APIRouter, Depends
 
 from llm_engineering.infrastructure.api.deps import (
     SearchServiceDep,
+    SearchSlotDep,
     SettingsDep,
-    in_flight_slot,
     require_api_key,
     validate_query,
 )
+from llm_engineering.infrastructure.api.errors import ERROR_RESPONSES
 from llm_engineering.infrastructure.api.schemas import SearchHit, SearchRequest, SearchResponse
 
-router = APIRouter(tags=["search"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["search"], dependencies=[Depends(require_api_key)], responses=ERROR_RESPONSES)
 
 
-@router.post("/search", response_model=SearchResponse, dependencies=[Depends(in_flight_slot)])
-async def search(body: SearchRequest, service: SearchServiceDep, settings: SettingsDep) -> SearchResponse:
+@router.post("/search", response_model=SearchResponse)
+async def search(
+    body: SearchRequest, service: SearchServiceDep, settings: SettingsDep, slot: SearchSlotDep
+) -> SearchResponse:
     query = validate_query(body.query, settings, "query")
     k = body.k or settings.rag_k
-    async with asyncio.timeout(settings.inference_request_timeout_s):
+    async with asyncio.timeout(slot.remaining_s()):
         # Embedding + store search are blocking: off the event loop.
         result = await asyncio.to_thread(service.search, query, k, body.author, body.mode)
     meta = result.metadata
