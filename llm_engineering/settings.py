@@ -87,8 +87,18 @@ class Settings(BaseSettings):
     )
     llm_max_model_len: int = Field(default=2048, description="Context window vLLM serves (prompt + answer).")
     llm_max_num_seqs: int = Field(default=16, description="Sequences vLLM batches together (continuous batching).")
-    llm_kv_cache_space_gib: int = Field(default=2, description="VLLM_CPU_KVCACHE_SPACE: KV-cache memory (CPU).")
-    llm_dtype: str = Field(default="auto", description="vLLM --dtype (auto, bfloat16, float16, float32).")
+    llm_kv_cache_space_gib: int | None = Field(
+        default=None, description="VLLM_CPU_KVCACHE_SPACE (GiB). Unset: a tenth of the machine's memory, 1..8."
+    )
+    llm_dtype: str = Field(
+        default="auto",
+        description="vLLM --dtype. auto: on a CPU, bfloat16 only where it has bf16 units (avx512_bf16 / AMX), "
+        "else float32 (half precision is never used on a CPU); on a GPU, vLLM's own choice.",
+    )
+    llm_device: str = Field(default="auto", description="auto (cuda when an NVIDIA GPU is visible) | cpu | cuda.")
+    llm_cpu_threads: int | None = Field(
+        default=None, description="CPU cores vLLM's engine computes on. Unset: every core this process may use."
+    )
     llm_server_startup_timeout_s: float = 300.0
     llm_server_extra_args: str = Field(default="", description="Extra vLLM CLI arguments, shell-quoted.")
     # Dataset generation (instructions) and judges may use another OpenAI-compatible endpoint; unset: the above.
