@@ -280,3 +280,24 @@ class KeyValueCache(Protocol):
     def put(self, key: str, value: Any) -> None: ...
 
     def close(self) -> None: ...
+
+
+# --- Evaluation ---------------------------------------------------------------------------------------------------
+class SequenceScorer(Protocol):
+    """Log-probabilities of answers under one causal language model (judge-free evaluation: perplexity, DPO
+    implicit rewards). The prompt is rendered with the model's chat template exactly as in training; only the
+    answer's tokens (and its end-of-turn) are scored."""
+
+    model_id: str
+
+    def answer_logprobs(self, messages: Messages, answer: str) -> tuple[float, int]:
+        """(sum of the answer tokens' log-probabilities in nats, number of answer tokens)."""
+        ...
+
+    def answer_logprobs_many(self, items: Sequence[tuple[Messages, str]]) -> list[tuple[float, int]]:
+        """The same for many (prompt messages, answer) pairs, batched."""
+        ...
+
+    def close(self) -> None:
+        """Release the model's memory."""
+        ...
