@@ -361,6 +361,10 @@ class DatasetGenerationService:
         filters = self.config.filters
         author = extract.author if filters.roundtrip_author_filter else None
         result = self.retriever.search(question, k=filters.roundtrip_top_k * CHUNKS_PER_DOCUMENT, author=author)
+        # Equal fused scores come back in any order: break ties by chunk id so a re-run builds the same samples.
+        ordered = sorted(result.hits, key=lambda h: (-round(h.score, 9), str(h.chunk.id)))
+        result = result.model_copy(update={"hits": [h.model_copy(update={"rank": i}) for i, h in
+                                                    enumerate(ordered, start=1)]})  # fmt: skip
         rank = rank_of(result, extract.link, filters.roundtrip_top_k)
         distractors = [
             Passage(title=h.chunk.title, author=h.chunk.author_full_name, link=h.chunk.link, text=h.chunk.text)
