@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from llm_engineering.application.crawlers.base import CrawlerConfig
     from llm_engineering.application.crawlers.dispatcher import CrawlerDispatcher
     from llm_engineering.application.datasets.service import DatasetGenerationConfig, DatasetGenerationService
+    from llm_engineering.application.evaluation.config import EvaluationConfig
+    from llm_engineering.application.evaluation.service import EvaluationService
     from llm_engineering.application.ports import (
         LLM,
         Embedder,
@@ -297,6 +299,66 @@ class Container:
             judge=judge,
             show_progress=show_progress,
         )
+
+    def evaluation(self, config: EvaluationConfig | None = None) -> EvaluationService:
+        """The `evaluating` pipeline's service (issue #11): a transformers scorer per checkpoint, each model served by
+        its own vLLM server (transformers `generate` when no vLLM environment exists), the judge (JUDGE_BASE_URL /
+        JUDGE_MODEL_ID, else the serving LLM), and the feature store's retrieval for the RAG metrics."""
+        from contextlib import contextmanager
+        from pathlib import Path
+
+        from llm_engineering.application.evaluation.config import EvaluationConfig
+        from llm_engineering.application.evaluation.service import EvaluationDeps, EvaluationService
+        from llm_engineering.model.evaluation.runtime import judge_endpoint, served_model
+        from llm_engineering.model.evaluation.scorer import TransformersChatLLM, TransformersScorer
+
+        config = config or EvaluationConfig()
+        s = self.settings
+        backend = config.generation.backend
+        if backend == "auto":
+            backend = "vllm" if Path(s.vllm_python).exists() else "transformers"
+
+        def scorer(model):
+            return TransformersScorer(
+                model.path,
+                max_length=config.voice.max_length,
+                batch_size=config.voice.batch_size,
+                threads=config.voice.threads,
+            )
+
+        def client(base_url: str, model: str, api_key: str | None = None):
+            return self.llm_client(
+                base_url=base_url, model=model, api_key=api_key, timeout_s=config.generation.timeout_s
+            )
+
+        @contextmanager
+        def serve(model):
+            if backend == "transformers":
+                llm = TransformersChatLLM(model.path, threads=config.voice.threads, served_name=model.name)
+                yield llm
+                return
+            with served_model(s, model, config.generation.port, client) as llm:
+                yield llm
+
+        def judge_session():
+            return judge_endpoint(s, client, start_local=config.judge.start_local_server)
+
+        deps = EvaluationDeps(
+            scorer_factory=scorer, serve_model=serve, judge_session=judge_session, generation_backend=backend
+        )
+        try:
+            if not self.feature_store.exists():
+                deps.rag_unavailable = "the feature store is empty: run `poe run-feature-engineering-pipeline` first"
+            else:
+                deps.retriever = self.retriever()
+                deps.search = self.search_service
+                deps.authors = self.authors
+                deps.token_counter = self.prompt_token_counter
+                deps.embedder = self.embedder
+                deps.rag_config = self.rag_config()
+        except Exception as exc:  # no store, no warehouse: the judge-free voice metrics still run
+            deps.rag_unavailable = f"RAG evaluation unavailable: {type(exc).__name__}: {exc}"
+        return EvaluationService(deps)
 
     def close(self) -> None:
         """Release what this container opened (the vector store's lock, the LLM client's connections)."""
