@@ -41,16 +41,30 @@ class BackendPlan(BaseModel):
 
     def trainer_overrides(self) -> dict[str, Any]:
         """TrainingArguments fields that depend on the backend (TRL's defaults are GPU defaults)."""
+        # transformers >= 5.2x renamed gradient_checkpointing to activation_checkpointing (old name deprecated).
+        name = checkpointing_field()
         overrides: dict[str, Any] = {
             "bf16": self.precision == "bf16",
             "fp16": False,
-            "gradient_checkpointing": self.gradient_checkpointing,
+            name: self.gradient_checkpointing,
             "use_cpu": self.device == "cpu",
             "optim": self.optim,
         }
         if self.gradient_checkpointing:
-            overrides["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+            overrides[f"{name}_kwargs"] = {"use_reentrant": False}
         return overrides
+
+
+def checkpointing_field() -> str:
+    """`activation_checkpointing` where this transformers has it, else `gradient_checkpointing`."""
+    try:
+        import dataclasses
+
+        from transformers import TrainingArguments
+    except ImportError:  # pragma: no cover - transformers is part of the `train` extra
+        return "gradient_checkpointing"
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
 
 
 def cpu_flags() -> set[str]:

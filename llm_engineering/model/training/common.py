@@ -162,6 +162,14 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
 
 
+def quiet_known_warnings() -> None:
+    """Library-internal deprecation noise repeated at every model load (peft/TRL still call the old names)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
+
+
 def set_threads(threads: int | None) -> None:
     if threads:
         import torch

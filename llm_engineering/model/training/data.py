@@ -194,7 +194,8 @@ def load_training_data(dataset_dir: str | Path, need_preference: bool = True) ->
         raw[f"instruct_{split}"] = _read_jsonl(path) if split == "train" or path.is_file() else []
     for split, name in PREFERENCE_FILES.items():
         path = dataset_dir / name
-        raw[f"preference_{split}"] = _read_jsonl(path) if need_preference or path.is_file() else []
+        required = need_preference and split == "train"
+        raw[f"preference_{split}"] = _read_jsonl(path) if required or path.is_file() else []
     if not raw["instruct_train"]:
         raise ConfigurationError(f"{dataset_dir / INSTRUCT_FILES['train']} has no samples; {NO_DATASET_HINT}")
     if need_preference and not raw["preference_train"]:

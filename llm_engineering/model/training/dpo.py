@@ -26,6 +26,7 @@ from llm_engineering.model.training.common import (
     last_checkpoint,
     load_stage_result,
     log_history_of,
+    quiet_known_warnings,
     save_stage_result,
     session_metrics,
     trainer_kwargs,
@@ -65,6 +66,7 @@ def run_dpo(
 
     from trl import DPOConfig, DPOTrainer
 
+    quiet_known_warnings()
     check_extra_args(DPOConfig, config.dpo.extra_args, "dpo")
     started = time.monotonic()
     tokenizer = load_twin_tokenizer(sft_model)
@@ -115,7 +117,6 @@ def run_dpo(
         trainer.save_model(str(adapter_dir))
         tokenizer.save_pretrained(str(adapter_dir))
         metrics["wall_s"] = round(time.monotonic() - started, 2)
-        tracker.log_metrics({k: v for k, v in metrics.items() if v is not None}, prefix="final")
     result = StageResult(
         stage="dpo",
         base_model=sft_model,

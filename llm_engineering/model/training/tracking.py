@@ -16,6 +16,7 @@ final metrics and the model card.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -106,15 +107,27 @@ class CometTracker:
         key = self.experiment.get_key()
         self.experiment.end()
         if self.mode == "offline":
-            archive = self.offline_dir / f"{key}.zip"
-            self.archive = str(archive) if archive.is_file() else None
+            archives = sorted(self.offline_dir.glob(f"{key}*.zip"), key=lambda p: p.stat().st_mtime)
+            self.archive = str(archives[-1]) if archives else None
             if self.archive:
-                logger.info(f"Comet offline experiment saved: {archive} (upload later: `comet upload {archive}`)")
+                logger.info(f"Comet offline experiment saved: {self.archive} (upload: `comet upload {self.archive}`)")
         else:
             self.url = getattr(self.experiment, "url", None)
 
     def summary(self) -> dict[str, Any]:
         return {"mode": self.mode, "archive": self.archive, "url": self.url, "key": self.experiment.get_key()}
+
+
+class _DropMissingKeyWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Comet API Key is not configured" not in record.getMessage()
+
+
+def _quiet_missing_key_warning() -> None:
+    """transformers warns 'set COMET_API_KEY to enable Comet logging' even though offline logging works."""
+    integration_logger = logging.getLogger("transformers.integrations.integration_utils")
+    if not any(isinstance(f, _DropMissingKeyWarning) for f in integration_logger.filters):
+        integration_logger.addFilter(_DropMissingKeyWarning())
 
 
 def start_tracking(
@@ -144,6 +157,8 @@ def start_tracking(
     os.environ["COMET_PROJECT_NAME"] = project
     os.environ.setdefault("COMET_LOG_ASSETS", "false")  # checkpoints stay on disk, not in the experiment
     os.environ.setdefault("COMET_AUTO_LOG_GIT_PATCH", "false")
+    if not online:
+        _quiet_missing_key_warning()
     import comet_ml
 
     def _config() -> Any:
