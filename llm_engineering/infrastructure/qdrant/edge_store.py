@@ -45,7 +45,7 @@ from loguru import logger
 
 from llm_engineering.domain.chunks import Chunk, CleanedDocument
 from llm_engineering.domain.documents import normalize_full_name
-from llm_engineering.domain.errors import ConfigurationError
+from llm_engineering.domain.errors import ConfigurationError, ServiceUnavailableError
 from llm_engineering.domain.vectors import RRF_K, SparseVec
 
 from .versions import READERS, WORK, PrivateCopy, VersionedFolder
@@ -117,6 +117,14 @@ class _OpenCopy:
         self.db.close()
 
 
+def _open_copy(copy: PrivateCopy, writer: bool) -> _OpenCopy:
+    try:
+        return _OpenCopy(copy, writer)
+    except BaseException:
+        copy.release()
+        raise
+
+
 class EdgeFeatureStore:
     """Implements `ports.FeatureStore` on qdrant-edge-py; thread-safe (one lock around the engine)."""
 
@@ -149,6 +157,7 @@ class EdgeFeatureStore:
         self._last_publish = 0.0
         self._publish_cost_s = 0.0
         self._collected = False
+        self._failed: BaseException | None = None
         self.last_published: str | None = None
 
     # --- views -------------------------------------------------------------------------------------------
@@ -168,7 +177,7 @@ class EdgeFeatureStore:
             return self._open
         if self._open is None:  # nothing to answer from yet: switch now
             self._collect_once()
-            self._open = _OpenCopy(self.folder.checkout(READERS, current), writer=False)
+            self._open = _open_copy(self.folder.checkout(READERS, current), writer=False)
             logger.info("Vector store: opened version {} of {}", current, self.path)
         elif self._switcher is None or not self._switcher.is_alive():
             self._switcher = threading.Thread(
@@ -181,7 +190,7 @@ class EdgeFeatureStore:
         """Copy and open the new version off the request path, then swap it in."""
         started = time.perf_counter()
         try:
-            fresh = _OpenCopy(self.folder.checkout(READERS, version), writer=False)
+            fresh = _open_copy(self.folder.checkout(READERS, version), writer=False)
         except Exception:  # noqa: BLE001 - keep serving the old version; the next poll retries
             logger.exception("Vector store: could not open version {} of {}", version, self.path)
             return
@@ -202,6 +211,12 @@ class EdgeFeatureStore:
 
     def _work(self) -> _OpenCopy:
         """The writer's private copy of the current version (taken on the first write). Lock held."""
+        if self._failed is not None:
+            raise ServiceUnavailableError(
+                f"Publishing the vector store at {self.path} failed ({self._failed}); the writes since the last "
+                "published version were dropped. Fix the cause (disk space, permissions) and re-run the feature "
+                "pipeline: it redoes every document without a published marker."
+            ) from self._failed
         if self._open is not None and self._open.writer:
             return self._open
         self.folder.acquire_writer()  # raises, naming the other writer
@@ -210,7 +225,7 @@ class EdgeFeatureStore:
             self._open.copy.release()
             self._open = None
         self._collect_once()
-        self._open = _OpenCopy(self.folder.checkout(WORK, self.folder.current()), writer=True)
+        self._open = _open_copy(self.folder.checkout(WORK, self.folder.current()), writer=True)
         if self._publisher is None:
             self._publisher = threading.Thread(target=self._publish_loop, name="vector-store-publish", daemon=True)
             self._publisher.start()
@@ -257,13 +272,14 @@ class EdgeFeatureStore:
         self._open = None
         try:
             if work.shard is not None:
-                work.shard.optimize()  # vacuum deleted points: exact document frequencies for the IDF
+                work.shard.optimize()  # vacuum segments with deleted points (space; the IDF counts live points)
                 work.shard.flush()
             work.close()
             version = self.folder.publish(work.copy)
-        except BaseException:
-            work.copy.release()  # never publish a half-closed copy; the next write starts from CURRENT
+        except BaseException as exc:
+            work.copy.release()  # never publish a half-closed copy; readers keep the last good version
             self._dirty = False
+            self._failed = exc  # the next write says so, instead of silently continuing without these writes
             raise
         self._dirty = False
         self._last_publish = time.monotonic()

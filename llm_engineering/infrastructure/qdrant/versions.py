@@ -230,7 +230,7 @@ class VersionedFolder:
         info = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "command": " ".join(sys.argv)[:300] or sys.executable,
+            "command": " ".join(getattr(sys, "orig_argv", sys.argv))[:200] or sys.executable,
             "since": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         os.ftruncate(fd, 0)
