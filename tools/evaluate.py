@@ -1,0 +1,99 @@
+"""Run the `evaluating` pipeline: base vs SFT vs twin on the author's held-out writing and the QA set.
+
+python -m tools.evaluate --config configs/evaluating.yaml [--models base,sft,twin] [--dataset DIR]
+                         [--qa FILE] [--output DIR] [--no-zenml]
+
+Models: base | sft | twin | production | a registry spec (llm-twin:v0002, llm-twin-sft:2) | a checkpoint folder,
+optionally labelled (`mine=/path/to/ckpt`). Writes report.json, report.html and PNG plots to the output folder
+(default DATA_DIR/reports/<version>/) and prints the summary table. Exit 1 on bad input (a missing model, dataset
+or QA file), with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tools._cli import bootstrap
+
+
+def run(
+    settings: Any,
+    config: Any,
+    models: list[str] | None,
+    dataset: str | None,
+    qa: str | None,
+    output: str | None,
+    use_zenml: bool = True,
+) -> Any:
+    """The evaluation through the ZenML pipeline (or in this process); returns the EvaluationReport."""
+    if not use_zenml:
+        from llm_engineering.model.evaluation.runner import prepare_plan, run_evaluation
+        from llm_engineering.wiring import get_container
+
+        plan = prepare_plan(settings, config, models, dataset, qa, output)
+        report, _ = run_evaluation(settings, get_container(settings).evaluation(plan.config), plan)
+        return report
+    from pipelines.evaluating import evaluating
+
+    run_ = evaluating.with_options(enable_cache=False)(
+        config=config.model_dump(mode="json"), models=models, dataset=dataset, qa=qa, output=output
+    )
+    step = run_.steps.get("write_evaluation_report")
+    if step is None or not step.outputs.get("evaluation_report"):
+        raise click.ClickException(f"pipeline run {run_.name} ended with status {run_.status} and no report")
+    return step.outputs["evaluation_report"][0].load()
+
+
+def summary_text(report: Any) -> str:
+    from llm_engineering.application.evaluation.report import text_table
+
+    lines = [text_table(report)]
+    if report.skipped:
+        lines.append("\nskipped / failed:")
+        lines += [f"  - {s.metric}: {s.reason}" for s in report.skipped]
+    if report.promotion:
+        lines.append(f"\npromotion: {report.promotion.reason}" + (" -> PROMOTED" if report.promotion.applied else ""))
+    lines.append(f"\nreport: {Path(report.output_dir) / 'report.html'}")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="Evaluation YAML.")
+@click.option("--models", default=None, help="Comma-separated: base,sft,twin (default from the config).")
+@click.option("--dataset", default=None, help="Dataset folder or version (default: the newest generated one).")
+@click.option("--qa", default=None, help="QA JSONL (question, link, optional answer/evidence).")
+@click.option("--output", default=None, help="Report folder (default: DATA_DIR/reports/<version>).")
+@click.option("--no-zenml", is_flag=True, help="Run the same phases in this process, without ZenML tracking.")
+@click.option("--verbose", is_flag=True)
+def main(
+    config_path: Path,
+    models: str | None,
+    dataset: str | None,
+    qa: str | None,
+    output: str | None,
+    no_zenml: bool,
+    verbose: bool,
+) -> None:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see docs/training.md)
+    os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    settings = bootstrap(verbose)
+    from llm_engineering.application.evaluation.config import load_evaluation_config
+    from llm_engineering.domain.errors import LLMTwinError
+    from llm_engineering.model.evaluation.runtime import parse_models_option
+
+    try:
+        config = load_evaluation_config(config_path)
+        specs = parse_models_option(models, config.models) if models else None
+        report = run(settings, config, specs, dataset, qa, output, use_zenml=not no_zenml)
+    except LLMTwinError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"\nEvaluation {report.version}:\n{summary_text(report)}")
+
+
+if __name__ == "__main__":
+    main()
