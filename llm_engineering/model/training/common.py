@@ -162,6 +162,25 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
 
 
+def prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of the serving-time rendering of `messages` (chat template + generation prompt)."""
+    encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
+
+
+def check_prompts_fit(tokenizer: Any, examples: list[dict[str, Any]], max_length: int, section: str) -> int:
+    """How many examples keep answer tokens under `max_length`; ConfigurationError when none does (TRL would
+    silently drop them all and fail with an unrelated error)."""
+    lengths = [len(prompt_ids(tokenizer, e["prompt"])) for e in examples]
+    fitting = sum(length < max_length for length in lengths)
+    if not fitting:
+        raise ConfigurationError(
+            f"{section}.max_length={max_length} leaves no sample: every prompt is at least {min(lengths)} tokens; "
+            f"raise {section}.max_length"
+        )
+    return fitting
+
+
 def quiet_known_warnings() -> None:
     """Library-internal deprecation noise repeated at every model load (peft/TRL still call the old names)."""
     import warnings

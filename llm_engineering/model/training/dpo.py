@@ -23,6 +23,7 @@ from llm_engineering.model.training.common import (
     CHECKPOINTS_DIRNAME,
     StageResult,
     check_extra_args,
+    check_prompts_fit,
     last_checkpoint,
     load_stage_result,
     log_history_of,
@@ -70,6 +71,7 @@ def run_dpo(
     check_extra_args(DPOConfig, config.dpo.extra_args, "dpo")
     started = time.monotonic()
     tokenizer = load_twin_tokenizer(sft_model)
+    check_prompts_fit(tokenizer, data.dpo_train, config.dpo.max_length, "dpo")
     model, peft_config = load_base_model(plan, sft_model, config, config.dpo.max_length)
     train_dataset = to_dataset(data.dpo_train)
     eval_dataset = to_dataset(data.dpo_test) if config.dpo.eval and data.dpo_test else None

@@ -23,10 +23,12 @@ from llm_engineering.model.training.common import (
     CHECKPOINTS_DIRNAME,
     StageResult,
     check_extra_args,
+    check_prompts_fit,
     last_checkpoint,
     load_stage_result,
     log_history_of,
     perplexity,
+    prompt_ids,
     quiet_known_warnings,
     save_stage_result,
     session_metrics,
@@ -54,14 +56,15 @@ def to_dataset(rows: list[dict[str, Any]]):
     return Dataset.from_list(rows)
 
 
-def check_template_identity(trainer: Any, tokenizer: Any, example: dict[str, Any]) -> dict[str, Any]:
+def check_template_identity(
+    trainer: Any, tokenizer: Any, example: dict[str, Any], max_length: int | None = None
+) -> dict[str, Any]:
     """The first prepared training sample must be: the serving-time prompt rendering
     (`apply_chat_template(prompt, add_generation_prompt=True)`) with its labels masked, then the answer tokens
-    ending with the end-of-turn token, all trained. Raises RuntimeError otherwise."""
+    ending with the end-of-turn token (unless `max_length` cut it), all trained. Raises RuntimeError otherwise."""
     prepared = trainer.train_dataset[0]
     input_ids, labels = list(prepared["input_ids"]), list(prepared["labels"])
-    serving = tokenizer.apply_chat_template(example["prompt"], add_generation_prompt=True, tokenize=True)
-    serving = list(serving["input_ids"] if isinstance(serving, dict) or hasattr(serving, "keys") else serving)
+    serving = prompt_ids(tokenizer, example["prompt"])
     n = len(serving)
     problems = []
     if input_ids[:n] != serving:
@@ -71,7 +74,8 @@ def check_template_identity(trainer: Any, tokenizer: Any, example: dict[str, Any
     if any(label == -100 for label in labels[n:]):
         problems.append("some answer tokens are masked")
     end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    if end_id not in input_ids[n:]:
+    truncated = max_length is not None and len(input_ids) >= max_length
+    if end_id not in input_ids[n:] and not truncated:
         problems.append("the answer does not end with <|im_end|> (the model would never learn to stop)")
     if problems:
         raise RuntimeError("template identity check failed: " + "; ".join(problems))
@@ -103,6 +107,7 @@ def run_sft(
     check_extra_args(SFTConfig, config.sft.extra_args, "sft")
     started = time.monotonic()
     tokenizer = load_twin_tokenizer(base_model)
+    check_prompts_fit(tokenizer, data.sft_train, config.sft.max_length, "sft")
     model, peft_config = load_base_model(plan, base_model, config, config.sft.max_length)
     train_dataset = to_dataset(data.sft_train)
     eval_dataset = to_dataset(data.sft_test) if config.sft.eval and data.sft_test else None
@@ -128,8 +133,16 @@ def run_sft(
             processing_class=tokenizer,
             peft_config=peft_config,
         )
-        template = check_template_identity(trainer, tokenizer, data.sft_train[0])
+        template = check_template_identity(trainer, tokenizer, data.sft_train[0], config.sft.max_length)
         metrics: dict[str, Any] = {"template_identity": True, **{f"sample0_{k}": v for k, v in template.items()}}
+        lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
+        metrics["train_samples"] = len(lengths)
+        metrics["truncated_samples"] = sum(length >= config.sft.max_length for length in lengths)
+        if metrics["truncated_samples"]:
+            logger.warning(
+                f"{metrics['truncated_samples']} of {len(lengths)} SFT samples are longer than sft.max_length="
+                f"{config.sft.max_length}: their answers are cut (no end-of-turn token learnt from them)"
+            )
         resume = last_checkpoint(checkpoints)
         if eval_dataset is not None and resume is None:
             before = trainer.evaluate()  # adapters start at zero: this is the base model's loss on test answers

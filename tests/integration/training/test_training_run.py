@@ -119,7 +119,9 @@ def test_merged_weights_equal_base_plus_adapter(trained, stage: str) -> None:
     merged_dir = Path(report.sft_model_path if stage == "sft" else report.model_path)
     tokenizer = AutoTokenizer.from_pretrained(merged_dir)
     text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "How does reciprocal rank fusion work?"}], add_generation_prompt=True, tokenize=False
+        [{"role": "user", "content": "How does reciprocal rank fusion work?"}],
+        add_generation_prompt=True,
+        tokenize=False,
     )
     input_ids = tokenizer(text + "It sums", return_tensors="pt")["input_ids"]
     base = AutoModelForCausalLM.from_pretrained(result.base_model).eval()
