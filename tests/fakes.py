@@ -425,3 +425,28 @@ def fake_services(corpus, llm: ScriptedLLM, counter=None, **config):
         tracer=tracer,
     )
     return service, SearchService(retriever, authors), tracer
+
+
+# --- evaluation: answer log-probabilities ------------------------------------------------------------------------
+class FakeScorer:
+    """The SequenceScorer port with scripted numbers: each answer text maps to (sum log-prob, tokens); unknown
+    answers get -1 nat per whitespace word (one token per word). Records every scored pair and `close()`."""
+
+    def __init__(self, model_id: str = "test/fake-scorer", scores: dict[str, tuple[float, int]] | None = None) -> None:
+        self.model_id = model_id
+        self.scores = scores or {}
+        self.scored: list[tuple[list[dict[str, Any]], str]] = []
+        self.closed = False
+
+    def answer_logprobs(self, messages, answer: str) -> tuple[float, int]:
+        self.scored.append(([dict(m) for m in messages], answer))
+        if answer in self.scores:
+            return self.scores[answer]
+        words = max(1, len(answer.split()))
+        return -1.0 * words, words
+
+    def answer_logprobs_many(self, items) -> list[tuple[float, int]]:
+        return [self.answer_logprobs(messages, answer) for messages, answer in items]
+
+    def close(self) -> None:
+        self.closed = True

@@ -98,7 +98,7 @@ def mattr(tokens: Sequence[str], window: int = MATTR_WINDOW) -> float:
         if counts[old] == 0:
             del counts[old]
         total += len(counts)
-    return total / (len(tokens) - window + 1)
+    return total / ((len(tokens) - window + 1) * window)
 
 
 @dataclass
