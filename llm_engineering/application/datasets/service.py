@@ -5,9 +5,10 @@ Stages (each one a ZenML step in `pipelines/generate_datasets.py`; `run` does th
 
 1. `load`      cleaned documents of the authors from the feature store (never re-crawled);
 2. `extract`   answer-sized extracts (base-model tokens), near-duplicates removed, optionally capped;
-3. `generate`  instructions (LLM, cached), per-instruction filters, round-trip retrieval, optional judge,
-               instruction dedup, then the base model's rejected answers (LLM, cached). Requests run
-               concurrently, bounded by a semaphore, so vLLM batches them (continuous batching);
+3. `generate`  per extract: instructions (LLM, cached), per-instruction filters, round-trip retrieval, optional
+               judge, the base model's rejected answers (LLM, cached); then instruction dedup in extract order.
+               Extracts run concurrently, LLM requests bounded by one semaphore, so vLLM batches them
+               (continuous batching) with no barrier between the stages;
 4. `write`     rows, split by source document, grounding check, report, all written atomically.
 """
 
@@ -148,6 +149,7 @@ class DatasetGenerationService:
         self.cache = cache
         self.output_root = Path(output_root)
         self.show_progress = show_progress
+        self._retrieval_s = 0.0
 
     # --- 1. documents --------------------------------------------------------------------------------------------
     def resolve_authors(self, requested: Sequence[str] | None = None) -> tuple[list[str], bool]:
@@ -231,6 +233,7 @@ class DatasetGenerationService:
         semaphore = asyncio.Semaphore(config.concurrency)
         drops: Counter[str] = Counter()
         timings: dict[str, float] = {}
+        self._retrieval_s = 0.0
         started = time.perf_counter()
         # Retrieval (query embedding + store search) runs on one worker thread, off the event loop.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="roundtrip") as executor:
@@ -239,49 +242,32 @@ class DatasetGenerationService:
             )
             try:
                 per_extract = await _all(
-                    self._instructions_for(extract, generators, semaphore, executor, progress)
+                    self._process_extract(extract, generators, semaphore, executor, progress)
                     for extract in extracts.extracts
                 )
             finally:
                 progress.close()
-        timings["instructions_and_filters"] = time.perf_counter() - started
         generated = 0
-        candidates: list[Candidate] = []
+        pending: list[tuple[Candidate, str | None]] = []
         for outcome in per_extract:  # extract order: deterministic whatever order the requests finished in
             generated += outcome[0]
             drops.update(outcome[1])
-            candidates += outcome[2]
+            pending += outcome[2]
         duplicates = NearDuplicateIndex(config.filters.duplicate_instruction_jaccard)
-        kept: list[Candidate] = []
-        for candidate in candidates:
-            if duplicates.add(candidate.instruction):
-                kept.append(candidate)
-            else:
-                drops[DropReason.DUPLICATE_INSTRUCTION] += 1
-
         by_key = {e.key: e for e in extracts.extracts}
-        rejected: list[str | None] = [None] * len(kept)
-        if config.preference and kept:
-            phase = time.perf_counter()
-            progress = tqdm(total=len(kept), desc="rejected answers", unit="answer", disable=not self.show_progress)
-
-            async def answer(candidate: Candidate) -> str:
-                async with semaphore:
-                    text = await generators.rejected(candidate.instruction)
-                progress.update(1)
-                return text
-
-            try:
-                answers = await _all(answer(c) for c in kept)
-            finally:
-                progress.close()
-            for position, (candidate, text) in enumerate(zip(kept, answers, strict=True)):
-                problem = rejected_problem(text, by_key[candidate.extract_key].text, config.filters)
-                if problem is None:
-                    rejected[position] = text
-                else:
-                    drops[problem] += 1
-            timings["rejected_answers"] = time.perf_counter() - phase
+        kept: list[Candidate] = []
+        rejected: list[str | None] = []
+        for candidate, answer in pending:
+            if not duplicates.add(candidate.instruction):
+                drops[DropReason.DUPLICATE_INSTRUCTION] += 1
+                continue
+            kept.append(candidate)
+            problem = None if answer is None else rejected_problem(answer, by_key[candidate.extract_key].text,
+                                                                    config.filters)  # fmt: skip
+            if problem is not None:
+                drops[problem] += 1
+            rejected.append(answer if problem is None else None)
+        timings["retrieval"] = self._retrieval_s
         wall = time.perf_counter() - started
         return Generation(
             candidates=kept,
@@ -306,14 +292,14 @@ class DatasetGenerationService:
             "token_counter": self.counter.name,
         }
 
-    async def _instructions_for(
+    async def _process_extract(
         self,
         extract: Extract,
         generators: Generators,
         semaphore: asyncio.Semaphore,
         executor: ThreadPoolExecutor,
         progress: Any,
-    ) -> tuple[int, Counter[str], list[Candidate]]:
+    ) -> tuple[int, Counter[str], list[tuple[Candidate, str | None]]]:
         filters = self.config.filters
         drops: Counter[str] = Counter()
         kept: list[Candidate] = []
@@ -352,12 +338,22 @@ class DatasetGenerationService:
                     drops[DropReason.JUDGE_LOW] += 1
                     continue
             kept.append(candidate)
+        answers: list[str | None] = [None] * len(kept)
+        if self.config.preference and kept:
+            # Asked as soon as the instruction passed its filters: no barrier between the stages, so the server's
+            # batch stays full (a near-duplicate found later costs one cached answer, nothing else).
+            async def answer(instruction: str) -> str:
+                async with semaphore:
+                    return await generators.rejected(instruction)
+
+            answers = list(await asyncio.gather(*(answer(c.instruction) for c in kept)))
         progress.update(1)
-        return len(questions), drops, kept
+        return len(questions), drops, list(zip(kept, answers, strict=True))
 
     def _roundtrip(self, question: str, extract: Extract) -> tuple[int | None, list[Passage]]:
         """The source document's rank among the top-k documents retrieved for the question, and passages of other
         documents from the same search (distractors for with-context samples)."""
+        started = time.perf_counter()
         filters = self.config.filters
         author = extract.author if filters.roundtrip_author_filter else None
         result = self.retriever.search(question, k=filters.roundtrip_top_k * CHUNKS_PER_DOCUMENT, author=author)
@@ -371,6 +367,7 @@ class DatasetGenerationService:
             for h in dedupe_by_document(result.hits)
             if str(h.chunk.document_id) != str(extract.document_id)
         ][: max(0, self.config.samples.context_passages - 1)]
+        self._retrieval_s += time.perf_counter() - started
         return rank, distractors
 
     # --- 4. rows, split, report, files ---------------------------------------------------------------------------
