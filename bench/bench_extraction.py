@@ -15,7 +15,9 @@ Two kinds of extractor run side by side in one run:
 
 - ``EXTRACTORS``: ``name -> callable(html, url) -> (title, body)``, plain functions on the page's HTML;
 - ``CRAWLER_MODES``: ``name -> callable(pages, base_url, settings) -> {page_id: (title, body)}``, whole crawls
-  through the project's own crawler classes ("current": today's crawlers, Chromium for Medium and LinkedIn).
+  through the project's own crawler classes, Chromium for Medium and LinkedIn: "current" is today's crawlers
+  (trafilatura-based, as the composition root wires them), "previous" the hand-rolled extractor they replaced,
+  frozen in ``bench/previous_crawlers/`` (commit 2341371, module paths rewritten) and driven by today's adapters.
 
 Adding a candidate is one more entry in either table. Run from the repository root:
 
@@ -356,41 +358,77 @@ def project_dispatcher(settings):
     return CrawlerDispatcher.build(settings)
 
 
-def crawl_current(pages: list[Page], base_url: str, settings) -> dict[str, CrawlResult]:
-    """Today's crawlers as the ETL wires them. The dispatcher routes by host (medium.com, substack.com,
-    linkedin.com, anything else is a blog), so each page's platform crawler is taken from the dispatcher with a
-    link of that platform's host and then crawls the page's 127.0.0.1 URL: Medium and LinkedIn drive headless
-    Chromium, Substack and blogs are fetched over HTTP."""
+def crawl_pages(pages: list[Page], base_url: str, settings, crawler_for: Callable[[Page], object]) -> dict:
+    """Crawl each page's 127.0.0.1 URL with the crawler `crawler_for(page)` picks; failures are scored misses."""
     from llm_engineering.domain.documents import UserDocument
 
-    dispatcher = project_dispatcher(settings)
     browser_ok = Path(settings.chromium_binary).is_file() and Path(settings.chromedriver_path).is_file()
     author = UserDocument.from_full_name("Bench Author")
     results: dict[str, CrawlResult] = {}
-    try:
-        for page in pages:
-            link = local_url(base_url, page)
-            if page.platform in ("medium", "linkedin") and not browser_ok:
-                results[page.id] = ("", "", 0.0, "Chromium not installed (bash tools/setup.sh --test)")
-                continue
-            start = time.perf_counter()
-            try:
-                crawler = dispatcher.get_crawler(PLATFORM_PROBES[page.platform])
-                content = crawler.crawl(link, author).content
-                results[page.id] = (
-                    content.get("Title", ""),
-                    content.get("Content", ""),
-                    time.perf_counter() - start,
-                    None,
-                )
-            except Exception as exc:  # a failed page is a scored miss, not the end of the run
-                results[page.id] = ("", "", time.perf_counter() - start, f"{type(exc).__name__}: {exc}")
-    finally:
-        dispatcher.close()
+    for page in pages:
+        link = local_url(base_url, page)
+        if page.platform in ("medium", "linkedin") and not browser_ok:
+            results[page.id] = ("", "", 0.0, "Chromium not installed (bash tools/setup.sh --test)")
+            continue
+        start = time.perf_counter()
+        try:
+            content = crawler_for(page).crawl(link, author).content
+            results[page.id] = (content.get("Title", ""), content.get("Content", ""), time.perf_counter() - start, None)
+        except Exception as exc:  # a failed page is a scored miss, not the end of the run
+            results[page.id] = ("", "", time.perf_counter() - start, f"{type(exc).__name__}: {exc}")
     return results
 
 
+def crawl_current(pages: list[Page], base_url: str, settings) -> dict[str, CrawlResult]:
+    """Today's crawlers as the ETL wires them (the composition root's dispatcher). Each page is read by its
+    platform's crawler: the one the dispatcher picks for the page's original URL when that URL is on the
+    platform's host (so a LinkedIn Pulse URL gets the article crawler), else the one it picks for a link of
+    that platform's host (Medium publications on custom domains are read by the Medium crawler). Medium and
+    LinkedIn drive headless Chromium, Substack and blogs are fetched over HTTP."""
+    dispatcher = project_dispatcher(settings)
+
+    def crawler_for(page: Page):
+        on_platform = str(dispatcher.platform_for(page.url)) == page.platform
+        return dispatcher.get_crawler(page.url if on_platform else PLATFORM_PROBES[page.platform])
+
+    try:
+        return crawl_pages(pages, base_url, settings, crawler_for)
+    finally:
+        dispatcher.close()
+
+
+def crawl_previous(pages: list[Page], base_url: str, settings) -> dict[str, CrawlResult]:
+    """The hand-rolled extractor before issue #12 (frozen in bench/previous_crawlers/), wired as the ETL wired
+    it then: Medium and every LinkedIn link (it had no article crawler) in Chromium, Substack and blogs over
+    HTTP; today's adapters (polite HTTP client, browser session, throttle)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from previous_crawlers.article import ArticleCrawler, SubstackCrawler
+    from previous_crawlers.linkedin import LinkedInCrawler
+    from previous_crawlers.medium import MediumCrawler
+
+    from llm_engineering.infrastructure.browser import BrowserSession
+    from llm_engineering.infrastructure.http import DomainThrottle, PoliteHttpClient
+    from llm_engineering.wiring import Container
+
+    config = Container(settings).crawler_config()
+    throttle = DomainThrottle(settings.crawler_domain_delay_s)
+    fetcher = PoliteHttpClient(settings, throttle=throttle)
+    browser = BrowserSession(settings)
+    crawlers = {
+        "medium": MediumCrawler(browser, throttle, config),
+        "substack": SubstackCrawler(fetcher),
+        "linkedin": LinkedInCrawler(browser, throttle, config),
+        "blog": ArticleCrawler(fetcher),
+    }
+    try:
+        return crawl_pages(pages, base_url, settings, lambda page: crawlers[page.platform])
+    finally:
+        browser.close()
+        fetcher.close()
+
+
 CRAWLER_MODES: dict[str, Callable[[list[Page], str, object], dict[str, CrawlResult]]] = {
+    "previous": crawl_previous,
     "current": crawl_current,
 }
 

@@ -33,7 +33,8 @@ MIN_DUPLICATE_WORDS = 3
 # A paragraph or quote of at least this many words is dropped when all its sentences are elsewhere.
 MIN_REPEAT_WORDS = 8
 
-# Never content, on any site.
+# Never article text, on any site. (Broader rules such as "nav", "button" or "[hidden]" removed whole articles on
+# real sites: some wrap the page in a <nav> or put list items in <button>s; trafilatura judges those itself.)
 ALWAYS_REMOVED = (
     "script",
     "style",
@@ -42,39 +43,32 @@ ALWAYS_REMOVED = (
     "iframe",
     "svg",
     "canvas",
-    "button",
     "input",
     "select",
     "textarea",
-    "[hidden]",
-    "[style*='display:none']",
-    "[style*='display: none']",
     ".visually-hidden",
     ".sr-only",
     ".screen-reader-text",
 )
-# Chrome that trafilatura does not always recognise on its own.
+# Navigation, comment threads, share/related widgets and cookie banners, by their common names.
 GENERIC_CHROME = (
     "nav",
     "[role=navigation]",
     "#comments",
-    ".comments",
     ".comment-list",
     ".commentlist",
     "#respond",
     ".comment-respond",
-    ".share",
-    ".sharing",
-    ".social-share",
     ".sharedaddy",
-    ".related-posts",
     ".jp-relatedposts",
     ".yarpp-related",
-    ".newsletter",
-    ".cookie-banner",
     "#cookie-banner",
+    ".cookie-banner",
     "[class*=cookie-consent]",
 )
+# A chrome rule whose matches hold more than this share of the page's text is skipped on that page: when a
+# page's markup wraps the article in, say, a <nav> or a comments container, the rule is wrong, not the article.
+MAX_CHROME_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -108,10 +102,8 @@ def extract_article(soup: BeautifulSoup, link: str, url: str, hints: PageHints =
     language = page_language(soup)
     code = source_code_blocks(soup.find_all("pre"))
     body = soup.body or soup
-    for selector in (*ALWAYS_REMOVED, *GENERIC_CHROME, *hints.chrome):
-        for tag in body.select(selector):
-            if tag is not body and not tag.decomposed:
-                tag.decompose()
+    remove(body, ALWAYS_REMOVED)
+    remove(body, (*GENERIC_CHROME, *hints.chrome), max_share=MAX_CHROME_SHARE)
     mark_preformatted(soup, body)
     root = content_root(body, hints.content)
     head = soup.head
@@ -120,7 +112,7 @@ def extract_article(soup: BeautifulSoup, link: str, url: str, hints: PageHints =
         # trafilatura looks for the article element first; a bare <div> as the whole body loses its headings.
         inner = f"<article>{inner}</article>"
     html = f"<html><head>{head.decode() if head else ''}</head><body>{inner}</body></html>"
-    blocks, published = _extract(html, url, code)
+    blocks, published = _extract(html, url, code, recall=RECALL)
     blocks = drop_boilerplate(dedupe_blocks(drop_title(blocks, title, shown)))
     content = "\n\n".join(block.text for block in blocks).strip()
     if not content:
@@ -144,7 +136,10 @@ def html_to_markdown(node: Tag, base_url: str | None = None) -> str:
     return "\n\n".join(block.text for block in dedupe_blocks(blocks)).strip()
 
 
-def _extract(html: str, url: str | None, code: dict) -> tuple[list[Block], str | None]:
+RECALL = True
+
+
+def _extract(html: str, url: str | None, code: dict, recall: bool = True) -> tuple[list[Block], str | None]:
     """trafilatura's main content of `html` as Markdown blocks, and the publication date it found.
 
     Recall mode: in balanced mode trafilatura dropped whole content lists (hamy.xyz) and short lists
@@ -158,13 +153,29 @@ def _extract(html: str, url: str | None, code: dict) -> tuple[list[Block], str |
         include_links=True,
         include_tables=True,
         include_images=False,
-        favor_recall=True,
+        favor_recall=recall,
         with_metadata=True,
     )
     if document is None or document.body is None:
         return [], None
     published = getattr(document, "date", None)
     return MarkdownWriter(url, code).blocks(document.body), str(published) if published else None
+
+
+def remove(root: Tag, selectors: tuple[str, ...], max_share: float | None = None) -> None:
+    """Remove what `selectors` match under `root`. With `max_share`, a selector whose matches together hold more
+    than that share of the text (measured before anything is removed) is skipped for this page."""
+    total = len(root.get_text(" ", strip=True)) if max_share is not None else 0
+    for selector in selectors:
+        matches = [tag for tag in root.select(selector) if tag is not root and not tag.decomposed]
+        ids = {id(tag) for tag in matches}
+        outermost = [tag for tag in matches if not any(id(parent) in ids for parent in tag.parents)]
+        if max_share is not None:
+            held = sum(len(tag.get_text(" ", strip=True)) for tag in outermost)
+            if held > max_share * total and held >= MIN_CONTAINER_CHARS:  # (a few words of menu wrap no article)
+                continue
+        for tag in outermost:
+            tag.decompose()
 
 
 def mark_preformatted(soup: BeautifulSoup, root: Tag) -> None:
