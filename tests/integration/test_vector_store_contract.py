@@ -466,7 +466,7 @@ def test_a_reader_process_answers_from_a_writer_process_new_chunks_without_resta
                               stdout=subprocess.PIPE, text=True)  # fmt: skip
     lines = _json_lines(reader)
     assert next(lines) == {"ready": 120}
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), "3"], cwd=PROJECT_ROOT, env=env,
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), "4"], cwd=PROJECT_ROOT, env=env,
                               stdout=subprocess.PIPE, text=True)  # fmt: skip
     assert next(_json_lines(writer)) == {"writing": True}
 
@@ -487,7 +487,8 @@ def test_a_reader_process_answers_from_a_writer_process_new_chunks_without_resta
     print(f"\nswitch latency (writer's last write -> reader answers from it): {switch_s:.2f} s; "
           f"{len(during)} answers while the writer held the store, slowest {slowest:.1f} ms")  # fmt: skip
     assert switch_s < 30
-    assert len(during) > 10 and max(a["ms"] for a in during) < 1000  # never blocked by the writer
+    # Never blocked by the writer, which held the store for 4 s (the margin is for a busy shared machine).
+    assert len(during) > 10 and max(a["ms"] for a in during) < 2000
     # Old versions and private copies are cleaned up; the published one stays.
     assert sorted(p.name for p in (path / "readers").iterdir()) == []
     assert (path / "CURRENT").read_text().strip() in {p.name for p in (path / "versions").iterdir()}
