@@ -187,6 +187,9 @@ def quiet_known_warnings() -> None:
 
     warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
     warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
+    from llm_engineering.model.training.tracking import quiet_missing_key_warning
+
+    quiet_missing_key_warning()
 
 
 def set_threads(threads: int | None) -> None:

@@ -20,12 +20,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from llm_engineering.domain.datasets import INSTRUCT_FILES, LATEST_POINTER, PREFERENCE_FILES, REPORT_FILE
 from llm_engineering.domain.errors import ConfigurationError
 from llm_engineering.domain.prompts import TWIN_SYSTEM_PROMPT_NO_CONTEXT, Message, build_sft_messages
 
-INSTRUCT_FILES = {"train": "instruct_train.jsonl", "test": "instruct_test.jsonl"}
-PREFERENCE_FILES = {"train": "preference_train.jsonl", "test": "preference_test.jsonl"}
-LATEST_POINTER = "latest"
 NO_DATASET_HINT = "run `poe run-generate-datasets` first (or pass --dataset DIR)"
 ROLES = {"system", "user", "assistant"}
 
@@ -203,7 +201,7 @@ def load_training_data(dataset_dir: str | Path, need_preference: bool = True) ->
             f"{dataset_dir / PREFERENCE_FILES['train']} has no pairs: regenerate the datasets, "
             "or set `dpo.enabled: false` to train SFT only"
         )
-    report_path = dataset_dir / "report.json"
+    report_path = dataset_dir / REPORT_FILE
     report = None
     if report_path.is_file():
         try:

@@ -123,8 +123,9 @@ class _DropMissingKeyWarning(logging.Filter):
         return "Comet API Key is not configured" not in record.getMessage()
 
 
-def _quiet_missing_key_warning() -> None:
-    """transformers warns 'set COMET_API_KEY to enable Comet logging' even though offline logging works."""
+def quiet_missing_key_warning() -> None:
+    """transformers warns 'set COMET_API_KEY to enable Comet logging' whenever no key is set, even when Comet is
+    off or logs offline (which works): noise that reads like an error."""
     integration_logger = logging.getLogger("transformers.integrations.integration_utils")
     if not any(isinstance(f, _DropMissingKeyWarning) for f in integration_logger.filters):
         integration_logger.addFilter(_DropMissingKeyWarning())
@@ -158,7 +159,7 @@ def start_tracking(
     os.environ.setdefault("COMET_LOG_ASSETS", "false")  # checkpoints stay on disk, not in the experiment
     os.environ.setdefault("COMET_AUTO_LOG_GIT_PATCH", "false")
     if not online:
-        _quiet_missing_key_warning()
+        quiet_missing_key_warning()
     import comet_ml
 
     def _config() -> Any:
