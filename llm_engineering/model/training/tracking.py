@@ -180,5 +180,10 @@ def start_tracking(
         except Exception as exc:  # network down, bad key: keep training, track offline
             logger.warning(f"Comet online experiment failed ({exc}); tracking offline under {offline_dir}")
             os.environ["COMET_START_ONLINE"] = "false"
-    experiment = comet_ml.start(project_name=project, online=False, experiment_config=_config())
+    try:
+        experiment = comet_ml.start(project_name=project, online=False, experiment_config=_config())
+    except Exception as exc:  # tracking must never stop a training run
+        logger.warning(f"Comet offline experiment could not start ({exc}): training runs without tracking")
+        os.environ.pop("COMET_START_ONLINE", None)
+        return NullTracker()
     return CometTracker(experiment, "offline", offline_dir)
