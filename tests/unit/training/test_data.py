@@ -63,7 +63,9 @@ def test_bad_rows_are_named_by_file_line_and_field(tmp_path: Path) -> None:
     pair = {"prompt": [{"role": "user", "content": "Why?"}], "chosen": "Because.", "rejected": "Dunno."}
     write_jsonl(tmp_path / "instruct_train.jsonl", [good, {**good, "messages": [{"role": "user", "content": "x"}]}])
     write_jsonl(tmp_path / "preference_train.jsonl", [pair])
-    with pytest.raises(ConfigurationError, match=r"instruct_train.jsonl line 2: the last message must be the assistant"):
+    with pytest.raises(
+        ConfigurationError, match=r"instruct_train.jsonl line 2: the last message must be the assistant"
+    ):
         load_training_data(tmp_path)
     write_jsonl(tmp_path / "instruct_train.jsonl", [good])
     (tmp_path / "preference_train.jsonl").write_text(json.dumps(pair) + "\n{oops\n")
