@@ -274,6 +274,28 @@ def resolve_registered_model(models_dir: str | Path, spec: str) -> Path:
     return path.resolve()
 
 
+def registered_model_info(models_dir: str | Path, spec: str) -> dict[str, Any]:
+    """What a spec serves, for "which model answered": name, version, stage, path, dataset version, created_at."""
+    models_dir = Path(models_dir)
+    path = resolve_registered_model(models_dir, spec)
+    name, _ = parse_model_spec(spec) or (spec, None)
+    stage = (
+        "sft"
+        if path.name == SFT_DIRNAME or (name.endswith(SFT_SUFFIX) and not registry_dir(models_dir, name).is_dir())
+        else "twin"
+    )
+    version_dir = path.parent if path.name == SFT_DIRNAME else path
+    manifest = json.loads((version_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+    return {
+        "name": manifest.get("name", name.removesuffix(SFT_SUFFIX)),
+        "version": version_dir.name,
+        "stage": stage,
+        "path": str(path),
+        "dataset_version": (manifest.get("dataset") or {}).get("version"),
+        "created_at": manifest.get("created_at"),
+    }
+
+
 def register_in_zenml(version: RegisteredVersion, metadata: dict[str, Any]) -> dict[str, Any] | None:
     """Attach this registry version to the ZenML Model Control Plane version of the running pipeline step.
 

@@ -17,6 +17,7 @@ from llm_engineering.model.training.registry import (
     promote,
     read_manifest,
     register_version,
+    registered_model_info,
     resolve_registered_model,
 )
 
@@ -78,6 +79,16 @@ def test_resolve_specs(tmp_path: Path) -> None:
     assert resolve_registered_model(models, "llm-twin:production") == (twin / "v0001").resolve()
     with pytest.raises(ConfigurationError, match=r"llm-twin:v0009 does not exist; available: v0001, v0002 \(latest="):
         resolve_registered_model(models, "llm-twin:v0009")
+
+
+def test_info_says_which_model_answers(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    register(models, tmp_path, "a")
+    register(models, tmp_path, "b")
+    info = registered_model_info(models, "llm-twin-sft:v0001")
+    assert (info["name"], info["version"], info["stage"]) == ("llm-twin", "v0001", "sft")
+    assert registered_model_info(models, "llm-twin")["version"] == "v0002"
+    assert registered_model_info(models, "llm-twin")["stage"] == "twin"
 
 
 def test_sft_only_version_serves_the_sft_stage_from_its_root(tmp_path: Path) -> None:
