@@ -337,7 +337,7 @@ class Container:
                 llm = TransformersChatLLM(model.path, threads=config.voice.threads, served_name=model.name)
                 yield llm
                 return
-            with served_model(s, model, config.generation.port, client) as llm:
+            with served_model(s, model, config.generation.port, client, config.generation.startup_timeout_s) as llm:
                 yield llm
 
         def judge_session():

@@ -36,6 +36,7 @@ class GenerationSection(_Section):
     concurrency: int = Field(default=8, ge=1, description="requests in flight (vLLM batches them)")
     port: int | None = Field(default=None, description="port of the per-model vLLM server (default: a free one)")
     timeout_s: float = Field(default=300.0, gt=0)
+    startup_timeout_s: float = Field(default=900.0, gt=0, description="wait for each model's vLLM server")
 
 
 class JudgeSection(_Section):

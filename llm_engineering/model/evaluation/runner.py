@@ -92,10 +92,11 @@ def promotion_for(settings: Settings, plan: EvaluationPlan, summary: dict[str, d
     decision = decide_for_plan(
         summary,
         candidate=cfg.candidate,
-        candidate_version=candidate.registry_version
-        if candidate.registry_name == "llm-twin"
-        or (candidate.registry_name and not candidate.registry_name.endswith("-sft"))
-        else None,
+        candidate_version=(
+            candidate.registry_version
+            if candidate.registry_name and not candidate.registry_name.endswith("-sft")
+            else None
+        ),
         metric=cfg.metric,
         min_improvement=cfg.min_improvement,
         production_version=production.registry_version if production else _current_production(settings),

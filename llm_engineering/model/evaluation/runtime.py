@@ -140,7 +140,11 @@ def with_production(settings: Settings, models: list[ModelUnderTest], candidate:
 
 @contextmanager
 def served_model(
-    settings: Settings, model: ModelUnderTest, port: int | None, client_factory: Callable[..., Any]
+    settings: Settings,
+    model: ModelUnderTest,
+    port: int | None,
+    client_factory: Callable[..., Any],
+    startup_timeout_s: float | None = None,
 ) -> Iterator[Any]:
     """A vLLM server for this checkpoint on its own loopback port (its pid and log under
     DATA_DIR/evaluation/servers/<label>), an LLM client for it, and the server stopped afterwards."""
@@ -153,6 +157,7 @@ def served_model(
             "data_dir": Path(settings.data_dir) / "evaluation" / "servers" / model.name,
             "llm_model_id": model.path,
             "llm_base_url": f"http://127.0.0.1:{port}/v1",
+            "llm_server_startup_timeout_s": max(settings.llm_server_startup_timeout_s, startup_timeout_s or 0),
         }
     )
     Path(server_settings.data_dir).mkdir(parents=True, exist_ok=True)
