@@ -68,6 +68,7 @@ class Page:
     chrome: list[str]
     layout_year: int | None = None
     notes: str = ""
+    source: str = ""
 
     @classmethod
     def from_json(cls, row: dict) -> Page:
@@ -81,6 +82,7 @@ class Page:
             chrome=list(row.get("chrome", [])),
             layout_year=row.get("layout_year"),
             notes=row.get("notes", ""),
+            source=row.get("source", ""),
         )
 
 
@@ -462,6 +464,145 @@ def run_extractor(extractor: Extractor, pages: list[Page], base_url: str) -> dic
     return results
 
 
+# ------------------------------------------------------------------------------------------- held-out check
+# The 21 pages above were read while the extractor was built. A held-out check: the article pages of the WCXB
+# benchmark's *test* split (Murrough-Foley/web-content-extraction-benchmark, CC-BY-4.0; none of them is in
+# extraction_pages/), each with an annotated main text, title, "with" snippets (must be in the body) and
+# "without" snippets (boilerplate). Extractors read the HTML directly (no crawl, no browser); "current" and
+# "previous" are the two crawler generations' extraction on the HTML with the hints the page's host gets.
+HELDOUT_DEFAULT_SPLIT = "test"
+
+
+def current_html(html: str, url: str) -> tuple[str, str]:
+    from llm_engineering.application.crawlers.article import SUBSTACK_HINTS
+    from llm_engineering.application.crawlers.extraction import GENERIC_HINTS, extract_article, parse_html
+    from llm_engineering.application.crawlers.linkedin import PULSE_HINTS, is_linkedin_article
+    from llm_engineering.application.crawlers.medium import MEDIUM_HINTS
+
+    host = urlsplit(url).hostname or ""
+    hints = GENERIC_HINTS
+    if host == "medium.com" or host.endswith(".medium.com"):
+        hints = MEDIUM_HINTS
+    elif host.endswith("substack.com"):
+        hints = SUBSTACK_HINTS
+    elif is_linkedin_article(url):
+        hints = PULSE_HINTS
+    content = extract_article(parse_html(html), url, url, hints)
+    return content["Title"], content["Content"]
+
+
+def previous_html(html: str, url: str) -> tuple[str, str]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from previous_crawlers.article import GENERIC_LAYOUT, SUBSTACK_LAYOUT, extract_article
+    from previous_crawlers.html_text import parse_html
+    from previous_crawlers.medium import MEDIUM_LAYOUT
+
+    host = urlsplit(url).hostname or ""
+    layout = GENERIC_LAYOUT
+    if host == "medium.com" or host.endswith(".medium.com"):
+        layout = MEDIUM_LAYOUT
+    elif host.endswith("substack.com"):
+        layout = SUBSTACK_LAYOUT
+    content = extract_article(parse_html(html), url, url, layout)
+    return content["Title"], content["Content"]
+
+
+HELDOUT_EXTRACTORS: dict[str, Extractor] = {
+    "previous": previous_html,
+    "current": current_html,
+    **EXTRACTORS,
+}
+
+
+def _words(text: str) -> Counter:
+    return Counter(re.findall(r"\w+", normalise_text(text)))
+
+
+def word_prf(predicted: str, reference: str) -> tuple[float, float, float]:
+    """WCXB's word-level precision / recall / F1 (after Markdown is reduced to the text a reader sees)."""
+    pred, ref = _words(predicted), _words(reference)
+    if not ref:
+        return (1.0, 1.0, 1.0) if not pred else (0.0, 0.0, 0.0)
+    if not pred:
+        return (0.0, 0.0, 0.0)
+    overlap = sum((pred & ref).values())
+    precision, recall = overlap / sum(pred.values()), overlap / sum(ref.values())
+    return precision, recall, (2 * precision * recall / (precision + recall) if overlap else 0.0)
+
+
+def heldout_pages(wcxb_dir: Path, split: str, exclude: set[str]) -> list[tuple[str, str, str, dict]]:
+    import gzip
+
+    meta = json.loads((wcxb_dir / "metadata.json").read_text("utf-8"))["files"]
+    rows = []
+    for truth_file in sorted((wcxb_dir / split / "ground-truth").glob("*.json")):
+        file_id = truth_file.stem
+        if meta.get(file_id, {}).get("page_type") != "article" or file_id in exclude:
+            continue
+        record = json.loads(truth_file.read_text("utf-8"))
+        raw = gzip.decompress((wcxb_dir / split / "html" / f"{file_id}.html.gz").read_bytes())
+        rows.append((file_id, record["url"], raw.decode("utf-8", errors="replace"), record["ground_truth"]))
+    return rows
+
+
+def heldout_report(wcxb_dir: Path, split: str, names: list[str]) -> dict:
+    import logging
+
+    logging.getLogger("trafilatura").setLevel(logging.CRITICAL)
+    in_set = {m.group(1) for p in load_pages(PAGES_DIR) if (m := re.search(r"/(\d+)\.html\.gz$", p.source))}
+    rows = heldout_pages(wcxb_dir, split, in_set)
+    report: dict = {
+        "source": "Murrough-Foley/web-content-extraction-benchmark (WCXB v1.0, CC-BY-4.0)",
+        "split": split,
+        "pages": len(rows),
+        "excluded_in_extraction_pages": sorted(in_set),
+        "metrics": "per-page word precision/recall/F1 vs the annotated main text, averaged; with = annotated "
+        "snippets found; without = boilerplate snippets leaked; titles = normalised equality",
+        "extractors": {},
+    }
+    for name in names:
+        if name in EXTRACTOR_IMPORTS and missing_modules(name):
+            continue
+        extractor = HELDOUT_EXTRACTORS[name]
+        print(f"held-out: {name} on {len(rows)} pages ...", file=sys.stderr, flush=True)
+        sums: Counter = Counter()
+        worst: list[tuple[float, str]] = []
+        start = time.perf_counter()
+        for file_id, url, html, truth in rows:
+            try:
+                title, body = extractor(html, url)
+            except Exception:
+                title, body = "", ""
+                sums["errors"] += 1
+            precision, recall, f1 = word_prf(body, truth.get("main_content") or "")
+            sums["precision"] += precision
+            sums["recall"] += recall
+            sums["f1"] += f1
+            text = normalise_text(body)
+            sums["with_found"] += sum(normalise_text(s) in text for s in truth.get("with") or [])
+            sums["with_total"] += len(truth.get("with") or [])
+            sums["without_leaked"] += sum(normalise_text(s) in text for s in truth.get("without") or [])
+            sums["without_total"] += len(truth.get("without") or [])
+            if truth.get("title"):
+                sums["titles"] += 1
+                sums["titles_ok"] += normalise_title(title) == normalise_title(truth["title"])
+            worst.append((round(f1, 3), file_id))
+        n = len(rows) or 1
+        report["extractors"][name] = {
+            "precision": round(sums["precision"] / n, 4),
+            "recall": round(sums["recall"] / n, 4),
+            "f1": round(sums["f1"] / n, 4),
+            "with_found": f"{sums['with_found']}/{sums['with_total']}",
+            "without_leaked": f"{sums['without_leaked']}/{sums['without_total']}",
+            "titles_ok": f"{sums['titles_ok']}/{sums['titles']}",
+            "title_accuracy": round(sums["titles_ok"] / max(1, sums["titles"]), 4),
+            "errors": sums["errors"],
+            "seconds": round(time.perf_counter() - start, 1),
+            "lowest_f1": [f"{file_id}:{f1}" for f1, file_id in sorted(worst)[:10]],
+        }
+    return report
+
+
 # --------------------------------------------------------------------------------------------- environment
 def cpu_model() -> str:
     try:
@@ -547,6 +688,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--page", action="append", help="only this page id (repeatable)")
     parser.add_argument("--timeout", type=float, default=None, help="crawler timeout per page (s); default: settings")
+    parser.add_argument(
+        "--wcxb",
+        type=Path,
+        default=None,
+        help="a checkout of Murrough-Foley/web-content-extraction-benchmark: adds the held-out check on its articles",
+    )
+    parser.add_argument("--wcxb-split", default=HELDOUT_DEFAULT_SPLIT)
     args = parser.parse_args(argv)
 
     pages = load_pages(args.pages, set(args.page) if args.page else None)
@@ -591,9 +739,20 @@ def main(argv: list[str] | None = None) -> int:
                 "totals": totals(scores, pages),
                 "pages": [score.__dict__ for score in scores],
             }
+    if args.wcxb is not None:
+        names = [n for n in ("previous", "current", *EXTRACTORS) if n in chosen]
+        report["heldout"] = heldout_report(args.wcxb, args.wcxb_split, names)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", "utf-8")
     print_summary(report)
+    if "heldout" in report:
+        held = report["heldout"]
+        print(f"\nHeld-out: {held['pages']} WCXB {held['split']} article pages (HTML only)")
+        for name, t in held["extractors"].items():
+            print(
+                f"{name:<26} P {t['precision']:.3f} R {t['recall']:.3f} F1 {t['f1']:.3f}  with {t['with_found']}"
+                f"  leaked {t['without_leaked']}  titles {t['titles_ok']}  errors {t['errors']}"
+            )
     print(f"\nwrote {args.output}")
     return 0
 
