@@ -120,15 +120,17 @@ def best_index(key: str, values: list[float | None]) -> int | None:
     if len(numbers) < 2:
         return None
     pick = max if metric_info(key).higher_is_better else min
-    return pick(numbers)[1]
+    value, index = pick(numbers)
+    return None if all(v == value for v, _ in numbers) else index  # a tie has no best
 
 
-def text_table(report: EvaluationReport) -> str:
-    """The summary table as plain text (for the CLI and README)."""
-    names = list(report.summary)
-    width = max([len(metric_info(k).label) for k in report.headline()] + [10])
+def text_table(report: EvaluationReport, keys: list[str] | None = None, models: list[str] | None = None) -> str:
+    """The summary table as plain text (for the CLI and README); `keys` / `models` pick rows / columns."""
+    names = [n for n in report.summary if models is None or n in models]
+    rows = [(k, [report.summary[n].get(k) for n in names]) for k in (keys or report.headline())]
+    width = max([len(metric_info(k).label) for k, _ in rows] + [10])
     lines = [f"  {'metric':<{width}}  " + "".join(f"{n:>12}" for n in names) + "  better"]
-    for key, values in report.table_rows():
+    for key, values in rows:
         info = metric_info(key)
         arrow = "higher" if info.higher_is_better else "lower"
         lines.append(f"  {info.label:<{width}}  " + "".join(f"{fmt(v, key):>12}" for v in values) + f"  {arrow}")

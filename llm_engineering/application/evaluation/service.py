@@ -493,4 +493,5 @@ def _question_of(prompt: Sequence[dict[str, str]]) -> str:
 
 
 def _short(metrics: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.3g}" for k, v in metrics.items() if isinstance(v, float))
+    # "key value", not key=value: the log redaction masks any `...token...=value` pair (nll_per_token, tokens_per_s)
+    return ", ".join(f"{k} {v:.3g}" for k, v in metrics.items() if isinstance(v, float))
