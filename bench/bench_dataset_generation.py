@@ -7,7 +7,7 @@ Uses the settings of the environment (DATA_DIR, MONGODB_URI, LLM_BASE_URL ...). 
 cleaned documents, the sample corpus (data/sample) is imported and embedded first. vLLM is started when nothing
 answers at LLM_BASE_URL (and stopped again at the end). Every level runs the whole generation stage (instructions,
 filters, round-trip retrieval, rejected answers) with an in-memory cache, so every request reaches the LLM.
-Results (with the CPU model and flags) go to bench/results/dataset_generation.json.
+Each run (with the CPU model and flags and the load average) is appended to bench/results/dataset_generation.json.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "generate_datasets.yaml")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "dataset_generation.json")
+    parser.add_argument("--note", default="", help="what else was going on (kept with the run)")
     args = parser.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -117,7 +118,6 @@ def main() -> None:
     if grounding:
         print(f"grounding: {grounding['fully_grounded_share']} of {grounding['answers']} answers fully grounded")
     result = {
-        "benchmark": "dataset_generation",
         "model": settings.llm_model_id,
         "llm_base_url": settings.llm_base_url,
         "vllm_max_num_seqs": settings.llm_max_num_seqs,
@@ -135,10 +135,15 @@ def main() -> None:
         },
         "load_avg_1m_at_start": load_at_start,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "note": args.note,
     }
+    # Every run is kept: on a shared machine one run says little, the spread says more.
+    existing = json.loads(args.output.read_text()) if args.output.exists() else {}
+    runs = existing.get("runs", []) if isinstance(existing.get("runs"), list) else []
+    runs.append(result)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    args.output.write_text(json.dumps({"benchmark": "dataset_generation", "runs": runs}, indent=2) + "\n")
+    print(f"wrote {args.output} (run {len(runs)})")
     container.close()
 
 

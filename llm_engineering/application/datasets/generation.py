@@ -38,6 +38,10 @@ ENDPOINT_SETTINGS = {
 }
 
 
+# A busy CPU server can take seconds to list its models while it batches: do not mistake that for "down".
+READY_TIMEOUT_S = 30.0
+
+
 class GenerationConfig(BaseModel):
     instructions_per_extract: int = Field(default=2, ge=1, le=8)
     temperature: float = Field(default=0.0, ge=0)
@@ -97,7 +101,7 @@ class EndpointGuard:
         async with self._lock:
             if id(llm) in self._checked:
                 return
-            ok, why = await llm.ready()
+            ok, why = await llm.ready(timeout_s=READY_TIMEOUT_S)
             if not ok:
                 raise LLMUnavailableError(unavailable_message(llm, role, why))
             self._checked.add(id(llm))
