@@ -115,8 +115,22 @@ def trainer_kwargs(
         "disable_tqdm": False,
         **plan.trainer_overrides(),
     }
+    if getattr(stage, "group_by_length", False):
+        kwargs.update(length_grouping())
     kwargs.update(stage.extra_args)
     return kwargs
+
+
+def length_grouping() -> dict[str, Any]:
+    """TrainingArguments for length-grouped batches (the field was renamed in transformers 5.2x)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    if "train_sampling_strategy" in names:
+        return {"train_sampling_strategy": "group_by_length"}
+    return {"group_by_length": True} if "group_by_length" in names else {}
 
 
 def session_metrics(trainer: Any, train_output: Any, started: float, steps_before: int) -> dict[str, Any]:

@@ -73,7 +73,10 @@ class StageSection(_Section):
 
 
 class SFTSection(StageSection):
-    pass
+    group_by_length: bool = Field(
+        default=True,
+        description="batch samples of similar length together (less padding: ~1/3 of a random batch of 4 on CPU)",
+    )
 
 
 class DPOSection(StageSection):

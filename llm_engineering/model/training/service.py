@@ -322,6 +322,15 @@ def run_dpo_stage(run: TrainingRun, sft: StageResult, settings: Settings | None 
     return result
 
 
+def _stage_timings(sft: StageResult, dpo: StageResult | None) -> dict[str, float]:
+    """Train + merge seconds per stage, from the stage results (when the stages ran in other processes/steps)."""
+    timings = {}
+    for result in (sft, dpo):
+        if result is not None:
+            timings[result.stage] = round(result.metrics.get("wall_s", 0.0) + result.metrics.get("merge_s", 0.0), 2)
+    return timings
+
+
 def finish_run(
     run: TrainingRun,
     sft: StageResult,
@@ -346,8 +355,8 @@ def finish_run(
         dpo=dpo,
         model_path=twin.merged_dir,
         sft_model_path=sft.merged_dir,
-        timings_s=dict(timings_s or {}),
-        wall_s=wall_s or 0.0,
+        timings_s=dict(timings_s or _stage_timings(sft, dpo)),
+        wall_s=wall_s or round(sum(_stage_timings(sft, dpo).values()), 2),
         environment={"python": platform.python_version(), "machine": platform.machine(), **library_versions()},
     )
     tracker = _TRACKERS.get(run.run_key)
