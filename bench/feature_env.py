@@ -24,13 +24,60 @@ SAMPLE = ROOT / "data" / "sample"
 sys.path.insert(0, str(ROOT))
 
 
+# CPU features that decide how fast vector math and model inference run (the full list is recorded too).
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+              "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8", "neon", "asimd", "sve")  # fmt: skip
+
+
+def cpu_info() -> dict:
+    """CPU model and flags from /proc/cpuinfo (Linux), else what the platform module knows."""
+    model, flags = "", []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("model name", "Model") and not model:
+                model = value.strip()
+            elif key in ("flags", "Features") and not flags:
+                flags = value.split()
+    except OSError:
+        pass
+    return {
+        "cpu_model": model or platform.processor() or platform.machine(),
+        "simd": [f for f in SIMD_FLAGS if f in flags],
+        "cpu_flags": " ".join(flags),
+    }
+
+
 def machine() -> dict:
     return {
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
+        **cpu_info(),
         "load_average_at_start": os.getloadavg(),
     }
+
+
+CACHE_DIR = ROOT / "data" / "local" / "bench-cache"  # git-ignored
+
+
+def cached_embeddings(model, texts: list[str], label: str):
+    """model.encode(texts), cached on disk by model id and the texts' hash (10k chunks take minutes on 2 cores)."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256("\x00".join([model.model_id, *texts]).encode()).hexdigest()[:16]
+    path = CACHE_DIR / f"{label}-{digest}.npy"
+    if path.exists():
+        vectors = np.load(path)
+        if vectors.shape[0] == len(texts):
+            return vectors, True
+    vectors = np.asarray(model.encode(texts, show_progress=True), dtype=np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors)
+    return vectors, False
 
 
 @contextmanager
@@ -72,7 +119,7 @@ def bench_settings(keep: Path | None = None) -> Iterator:
     finally:
         from llm_engineering.infrastructure.qdrant import close_qdrant_clients
 
-        close_qdrant_clients()
+        close_qdrant_clients()  # publishes pending embedded-store writes, releases folder locks
         server.terminate()
         server.wait(timeout=10)
         if keep is None:
