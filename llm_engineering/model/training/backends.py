@@ -26,6 +26,8 @@ from llm_engineering.domain.errors import ConfigurationError
 from llm_engineering.model.training.config import TrainingConfig
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+# unsloth takes explicit module names: "all-linear" for Llama-family models (SmolLM2 is one)
+ALL_LINEAR_LLAMA = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 class BackendPlan(BaseModel):
@@ -177,17 +179,22 @@ def load_base_model(plan: BackendPlan, model_path: str, config: TrainingConfig, 
     get_peft_model), so the trainer gets no peft_config; otherwise the trainer wraps the model itself.
     """
     if plan.name == "unsloth":
-        from unsloth import FastLanguageModel  # optional GPU backend, separate environment
+        import unsloth  # optional GPU backend, separate environment
+        from unsloth import FastLanguageModel
 
+        if hasattr(unsloth, "PatchDPOTrainer"):  # older unsloth needs it before a DPOTrainer is built
+            unsloth.PatchDPOTrainer()
         model, _ = FastLanguageModel.from_pretrained(
             model_name=model_path, max_seq_length=max_length, load_in_4bit=True, dtype=None
         )
+        target = config.lora.target_modules
         model = FastLanguageModel.get_peft_model(
             model,
             r=config.lora.r,
             lora_alpha=config.lora.alpha,
             lora_dropout=config.lora.dropout,
-            target_modules=config.lora.target_modules,
+            target_modules=ALL_LINEAR_LLAMA if target == "all-linear" else list(target),
+            bias="none",
             use_gradient_checkpointing="unsloth",
             random_state=config.seed,
         )
