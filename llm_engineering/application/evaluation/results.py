@@ -151,6 +151,9 @@ class JudgeResult(BaseModel):
     model: str
     metrics: dict[str, float | None] = Field(default_factory=dict)
     rows: list[dict[str, Any]] = Field(default_factory=list)
+    ragas_rows: list[dict[str, Any]] = Field(
+        default_factory=list, description="per RAG answer (by id): Ragas LLM scores and errors"
+    )
 
 
 class JudgePhase(BaseModel):

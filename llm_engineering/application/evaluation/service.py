@@ -453,17 +453,28 @@ class EvaluationService:
         phase.skipped += skipped
         deadline = time.monotonic() + cfg.budget_s
         totals = {"scored": 0, "failed": 0, "skipped": 0}
+        results = {r.model: r for r in phase.results}
         for generation in generations:
             answers = [a for a in generation.rag_answers if not a.error][: cfg.max_questions]
             counts = await score_ragas_llm(metrics, answers, cfg.timeout_s, deadline)
             for key, value in counts.items():
                 totals[key] += value
+            # The scores travel in the judge phase (its own artifact), not in the generations it was given.
+            result = results.setdefault(generation.model, JudgeResult(model=generation.model))
+            if result not in phase.results:
+                phase.results.append(result)
             for name in metrics:
-                values = [a.metrics.get(f"rag.{name}") for a in answers if f"rag.{name}" in a.metrics]
-                generation.metrics[f"rag.{name}"] = aggregate(
-                    [a for a in answers if a.metrics.get(f"rag.{name}") is not None], [f"rag.{name}"]
-                )[f"rag.{name}"]
-                generation.metrics[f"rag.{name}_failed"] = float(sum(1 for v in values if v is None))
+                key = f"rag.{name}"
+                values = [a.metrics.get(key) for a in answers if key in a.metrics]
+                result.metrics[key] = aggregate([a for a in answers if a.metrics.get(key) is not None], [key])[key]
+                result.metrics[f"{key}_failed"] = float(sum(1 for v in values if v is None))
+            result.ragas_rows = [
+                {
+                    "id": a.id,
+                    **{k: v for k, v in a.metrics.items() if k.startswith("rag.") and _is_ragas_key(k, metrics)},
+                }
+                for a in answers
+            ]
         phase.ragas.update({"llm_calls": adapter.calls, "invalid_outputs": adapter.invalid, **totals})
         if totals["skipped"]:
             phase.skipped.append(
@@ -484,6 +495,10 @@ class EvaluationService:
             "per_kind": evaluation.per_kind,
             "rows": evaluation.rows,
         }
+
+
+def _is_ragas_key(key: str, metrics: dict[str, Any]) -> bool:
+    return any(key == f"rag.{name}" or key == f"rag.{name}_error" for name in metrics)
 
 
 def _question_of(prompt: Sequence[dict[str, str]]) -> str:

@@ -120,8 +120,18 @@ def build_report(
     timings: dict[str, float] | None = None,
 ) -> EvaluationReport:
     names = [m.name for m in plan.models]
+    merge_ragas_rows(generations, judge)
     summary = build_summary(names, voice, generations, judge)
     skipped = list(judge.skipped)
+    for result in judge.results:
+        for key, failed in result.metrics.items():
+            if key.endswith("_failed") and failed:
+                metric = key.removesuffix("_failed")
+                errors = [row.get(f"{metric}_error") for row in result.ragas_rows if row.get(f"{metric}_error")]
+                reason = f"{int(failed)} of {len(result.ragas_rows)} answers failed" + (
+                    f" (first: {errors[0]})" if errors else ""
+                )
+                skipped.append(Skipped(metric=metric, reason=reason, models=[result.model]))
     for generation in generations:
         if generation.error:
             skipped.append(
@@ -168,6 +178,17 @@ def build_report(
         timings_s=timings or {},
         notes=notes,
     )
+
+
+def merge_ragas_rows(generations: list[GenerationResult], judge: JudgePhase) -> None:
+    """Put the judge phase's per-answer Ragas scores back on the RAG answers they belong to (by id)."""
+    by_model = {r.model: {row["id"]: row for row in r.ragas_rows} for r in judge.results}
+    for generation in generations:
+        rows = by_model.get(generation.model, {})
+        for answer in generation.rag_answers:
+            row = rows.get(answer.id)
+            if row:
+                answer.metrics.update({k: v for k, v in row.items() if k != "id"})
 
 
 def publish(settings: Settings, report: EvaluationReport) -> dict[str, Any]:
