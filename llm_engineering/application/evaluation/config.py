@@ -31,7 +31,7 @@ class GenerationSection(_Section):
     backend: Literal["auto", "vllm", "transformers"] = Field(
         default="auto", description="auto: a vLLM server per model when the vLLM environment exists"
     )
-    max_samples: int = Field(default=24, ge=1, description="instruct test prompts answered by every model")
+    max_samples: int = Field(default=16, ge=1, description="instruct test prompts answered by every model")
     max_tokens: int = Field(default=160, ge=8)
     concurrency: int = Field(default=8, ge=1, description="requests in flight (vLLM batches them)")
     port: int | None = Field(default=None, description="port of the per-model vLLM server (default: a free one)")
@@ -41,7 +41,7 @@ class GenerationSection(_Section):
 
 class JudgeSection(_Section):
     enabled: bool = True
-    max_samples: int = Field(default=12, ge=1, description="generated answers judged per model")
+    max_samples: int = Field(default=8, ge=1, description="generated answers judged per model")
     pairwise: bool = Field(default=True, description="position-swapped pairwise comparison with the author")
     max_tokens: int = Field(default=48, ge=8)
     timeout_s: float = Field(default=60.0, gt=0)
@@ -56,7 +56,7 @@ class RagSection(_Section):
         default_factory=lambda: ["fact", "concept", "author"],
         description="question kinds answered by the models (empty: all); retrieval metrics use every question",
     )
-    max_questions: int = Field(default=12, ge=1, description="QA questions answered per model")
+    max_questions: int = Field(default=10, ge=1, description="QA questions answered per model")
     k: int = Field(default=3, ge=1, description="passages in the answer's context")
     max_answer_tokens: int = Field(default=128, ge=8)
     retrieval_k: int = Field(default=10, ge=1)
@@ -68,10 +68,10 @@ class RagSection(_Section):
 class RagasSection(_Section):
     enabled: bool = True
     llm_metrics: list[str] = Field(default_factory=lambda: list(RAGAS_LLM_METRICS))
-    max_questions: int = Field(default=4, ge=0, description="questions per model scored by LLM metrics (slow)")
+    max_questions: int = Field(default=2, ge=0, description="questions per model scored by LLM metrics (slow)")
     timeout_s: float = Field(default=90.0, gt=0, description="per metric and question; past it: NaN (failed)")
     max_tokens: int = Field(default=384, ge=16)
-    budget_s: float = Field(default=900.0, gt=0, description="all LLM metrics together; the rest is skipped")
+    budget_s: float = Field(default=600.0, gt=0, description="all LLM metrics together; the rest is skipped")
 
 
 class PromotionSection(_Section):
