@@ -470,7 +470,7 @@ def run_extractor(extractor: Extractor, pages: list[Page], base_url: str) -> dic
 # extraction_pages/), each with an annotated main text, title, "with" snippets (must be in the body) and
 # "without" snippets (boilerplate). Extractors read the HTML directly (no crawl, no browser); "current" and
 # "previous" are the two crawler generations' extraction on the HTML with the hints the page's host gets.
-HELDOUT_DEFAULT_SPLIT = "test"
+HELDOUT_DEFAULT_SPLIT = "test,dev"
 
 
 def current_html(html: str, url: str) -> tuple[str, str]:
@@ -694,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="a checkout of Murrough-Foley/web-content-extraction-benchmark: adds the held-out check on its articles",
     )
-    parser.add_argument("--wcxb-split", default=HELDOUT_DEFAULT_SPLIT)
+    parser.add_argument("--wcxb-split", default=HELDOUT_DEFAULT_SPLIT, help="comma-separated WCXB splits (test, dev)")
     args = parser.parse_args(argv)
 
     pages = load_pages(args.pages, set(args.page) if args.page else None)
@@ -741,12 +741,12 @@ def main(argv: list[str] | None = None) -> int:
             }
     if args.wcxb is not None:
         names = [n for n in ("previous", "current", *EXTRACTORS) if n in chosen]
-        report["heldout"] = heldout_report(args.wcxb, args.wcxb_split, names)
+        splits = [split.strip() for split in args.wcxb_split.split(",") if split.strip()]
+        report["heldout"] = {split: heldout_report(args.wcxb, split, names) for split in splits}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", "utf-8")
     print_summary(report)
-    if "heldout" in report:
-        held = report["heldout"]
+    for held in report.get("heldout", {}).values():
         print(f"\nHeld-out: {held['pages']} WCXB {held['split']} article pages (HTML only)")
         for name, t in held["extractors"].items():
             print(
