@@ -2,11 +2,12 @@
 
 1. Metadata from the whole page (`metadata.py`): title, subtitle, language; the publication date from
    trafilatura's metadata.
-2. Platform hints (`PageHints`) narrow the page down: chrome selectors are removed, and when a known body
-   container matches (with enough text) only that subtree is handed on. Hints only help: an unknown page
-   goes through the same path with the generic chrome list. `<script>`, `<style>`, `<template>` and
-   screen-reader-only copies are always removed, so a body that is also in a JSON blob, JSON-LD or a
-   meta tag is read once, from the visible page.
+2. Platform hints (`PageHints`) narrow the page down: their chrome selectors and the generic ones (navigation,
+   comment threads, share/related widgets, cookie banners) are removed, except where a rule's matches hold most
+   of the page's text; when a known body container matches (with enough text) only that subtree is handed on.
+   Hints only help: an unknown page goes through the same path. `<script>`, `<style>`, `<template>`, form
+   widgets and screen-reader-only copies are always removed, so a body that is also in a JSON blob, JSON-LD or
+   a meta tag is read once, from the visible page. Every `<pre>` is marked as code.
 3. trafilatura (main-content extraction, comments excluded) picks the content and returns it as XML;
    `markdown.py` writes that XML as Markdown (headings, lists, links, quotes, tables, code byte-for-byte).
 4. Repeated text is stored once: repeated blocks, pull quotes and blocks whose every sentence is already in
@@ -112,7 +113,7 @@ def extract_article(soup: BeautifulSoup, link: str, url: str, hints: PageHints =
         # trafilatura looks for the article element first; a bare <div> as the whole body loses its headings.
         inner = f"<article>{inner}</article>"
     html = f"<html><head>{head.decode() if head else ''}</head><body>{inner}</body></html>"
-    blocks, published = _extract(html, url, code, recall=RECALL)
+    blocks, published = _extract(html, url, code)
     blocks = drop_boilerplate(dedupe_blocks(drop_title(blocks, title, shown)))
     content = "\n\n".join(block.text for block in blocks).strip()
     if not content:
@@ -136,15 +137,13 @@ def html_to_markdown(node: Tag, base_url: str | None = None) -> str:
     return "\n\n".join(block.text for block in dedupe_blocks(blocks)).strip()
 
 
-RECALL = True
-
-
-def _extract(html: str, url: str | None, code: dict, recall: bool = True) -> tuple[list[Block], str | None]:
+def _extract(html: str, url: str | None, code: dict) -> tuple[list[Block], str | None]:
     """trafilatura's main content of `html` as Markdown blocks, and the publication date it found.
 
     Recall mode: in balanced mode trafilatura dropped whole content lists (hamy.xyz) and short lists
     (tests/fixtures/malformed.html); the chrome it lets through in recall mode is what the hints, the generic
-    chrome list and `drop_boilerplate` remove (bench/results/extraction.json: 0 leaks either way)."""
+    chrome list and `drop_boilerplate` remove (0 leaks on the real-page set either way; on the WCXB held-out
+    check the two modes scored within 0.003 word F1)."""
     document = trafilatura.bare_extraction(
         html,
         url=url,
@@ -153,7 +152,7 @@ def _extract(html: str, url: str | None, code: dict, recall: bool = True) -> tup
         include_links=True,
         include_tables=True,
         include_images=False,
-        favor_recall=recall,
+        favor_recall=True,
         with_metadata=True,
         # The date from the page's markup and metadata only: htmldate's extensive text search doubled the time.
         date_extraction_params={"extensive_search": False, "original_date": True},

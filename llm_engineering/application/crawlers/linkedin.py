@@ -263,10 +263,13 @@ class LinkedInArticleCrawler(_LinkedInBrowserCrawler):
         has_article = soup.select_one(", ".join(PULSE_HINTS.content[:4])) is not None
         if (status is not None and status >= 400) or (not has_article and detect_auth_wall(soup, url)):
             raise self.no_content_error(link, soup, url, status, "article text")
+        wall = detect_auth_wall(soup, url)  # before extraction, which strips the page's forms and chrome
         try:
             content = extract_article(soup, link, url, PULSE_HINTS)
         except CrawlError:
-            raise self.no_content_error(link, soup, url, status, "article text") from None
+            if wall:
+                raise AuthRequiredError(link, self._auth_hint(wall)) from None
+            raise
         return self.document(ArticleDocument, link, author, content)
 
 
