@@ -47,6 +47,19 @@ class Settings(BaseSettings):
     crawler_backoff_s: float = 1.0
     crawler_domain_delay_s: float = Field(default=1.0, description="Minimum seconds between two hits to a domain.")
     crawler_scroll_limit: int = 5
+    crawler_allow_private_networks: bool = Field(
+        default=False,
+        description="Let crawlers fetch loopback / private / link-local addresses (refused by default: SSRF guard).",
+    )
+    crawler_allowed_networks: str = Field(
+        default="", description="Comma-separated CIDRs crawlers may reach although private, e.g. 127.0.0.0/8."
+    )
+    crawler_max_redirects: int = 10
+    crawler_local_repository_roots: str = Field(
+        default="",
+        description="Comma-separated folders the repository crawler may clone local git repositories from "
+        "(empty: any folder this user can read; web crawlers never read local files).",
+    )
     chromium_binary: str = "/usr/bin/chromium"
     chromedriver_path: str = "/usr/bin/chromedriver"
     github_max_file_bytes: int = 200_000

@@ -217,6 +217,7 @@ class Container:
             github_max_file_bytes=s.github_max_file_bytes,
             linkedin_username=s.linkedin_username,
             linkedin_password=s.linkedin_password,
+            local_repository_roots=[r.strip() for r in s.crawler_local_repository_roots.split(",") if r.strip()],
         )
 
     def crawler_dispatcher(self) -> CrawlerDispatcher:

@@ -25,6 +25,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
 os.environ.setdefault("OPIK_TRACK_DISABLE", "true")
+# Tests serve pages on 127.0.0.1: crawlers may reach loopback, and still no other private or link-local network.
+os.environ.setdefault("CRAWLER_ALLOWED_NETWORKS", "127.0.0.0/8")
 # ZenML reads its config path once, at first import: give the test session its own store.
 os.environ.setdefault("ZENML_CONFIG_PATH", tempfile.mkdtemp(prefix="llm-twin-zenml-"))
 

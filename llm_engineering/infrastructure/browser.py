@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from llm_engineering.domain.errors import BrowserError, CrawlError, ServiceUnavailableError
+from llm_engineering.infrastructure.network_guard import NetworkPolicy
 from llm_engineering.settings import Settings
 
 if TYPE_CHECKING:
@@ -63,6 +64,9 @@ class BrowserSession:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.policy = NetworkPolicy.from_settings(
+            settings.crawler_allow_private_networks, settings.crawler_allowed_networks
+        )
         self._driver: WebDriver | None = None
         self._profile_dir: str | None = None
         self._page_load_timeout: float | None = None
@@ -129,6 +133,10 @@ class BrowserSession:
         from urllib3.exceptions import HTTPError
 
         timeout = self.settings.crawler_timeout_s if timeout_s is None else timeout_s
+        if url.lower().startswith(("http://", "https://")):
+            # Web targets pass the network guard; the dispatcher never hands a crawler any other scheme (a local
+            # file is opened only by the project itself, e.g. to check a rendered report).
+            self.policy.check(url)
         for attempt in (1, 2):
             driver = self.driver
             try:
@@ -149,10 +157,27 @@ class BrowserSession:
                     continue
                 raise CrawlError(url, f"browser could not open the page: {message}") from exc
         try:
+            final_url = driver.current_url
+        except WebDriverException:
+            final_url = url
+        if final_url != url and final_url.startswith(("http://", "https://")):
+            try:
+                self.policy.check(final_url, url)  # Chromium followed a redirect: where did it land?
+            except CrawlError:
+                self._blank(driver)  # leave nothing of the refused page in the tab
+                raise
+        try:
             status = driver.execute_script(_STATUS_JS)
         except WebDriverException:
             return None
         return int(status) if status else None
+
+    @staticmethod
+    def _blank(driver: WebDriver) -> None:
+        try:
+            driver.get("about:blank")
+        except Exception:  # best effort
+            pass
 
     # --- the page that is open (ports.Browser) -------------------------------------------------------------------
     def _call(self, what: str, action):

@@ -10,12 +10,13 @@ import email.utils
 import threading
 import time
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from loguru import logger
 
 from llm_engineering.domain.errors import CrawlError
 from llm_engineering.domain.pages import FetchedPage
+from llm_engineering.infrastructure.network_guard import NetworkPolicy
 from llm_engineering.settings import Settings
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -81,6 +82,9 @@ class PoliteHttpClient:
     def __init__(self, settings: Settings, throttle: DomainThrottle | None = None) -> None:
         self.settings = settings
         self.throttle = throttle or DomainThrottle(settings.crawler_domain_delay_s)
+        self.policy = NetworkPolicy.from_settings(
+            settings.crawler_allow_private_networks, settings.crawler_allowed_networks
+        )
         self._session = None
 
     @property
@@ -100,7 +104,33 @@ class PoliteHttpClient:
         return self._session
 
     def get(self, url: str, *, raise_for_status: bool = True) -> FetchedPage:
-        """GET `url`. Raises `CrawlError` (naming the URL) on timeouts, network errors and, by default, HTTP >= 400."""
+        """GET `url`. Raises `CrawlError` (naming the URL) on timeouts, network errors, a refused target (see
+        network_guard.py: the link and every redirect hop are checked) and, by default, HTTP >= 400."""
+        link = url
+        for _ in range(max(0, self.settings.crawler_max_redirects) + 1):
+            self.policy.check(url, link)
+            response, attempts = self._get_once(url, link)
+            location = response.headers.get("Location")
+            if response.is_redirect and location:
+                response.close()
+                url = urljoin(url, location)  # the next hop is checked before it is fetched
+                continue
+            result = FetchedPage(
+                url=response.url,
+                status=response.status_code,
+                reason=response.reason or "",
+                content=response.content,
+                charset=_declared_charset(response.headers.get("Content-Type", "")),
+                headers={key.lower(): value for key, value in response.headers.items()},
+                attempts=attempts,
+            )
+            if raise_for_status:
+                result.raise_for_status(link)
+            return result
+        raise CrawlError(link, f"more than {self.settings.crawler_max_redirects} redirects")
+
+    def _get_once(self, url: str, link: str):
+        """One URL without following redirects, with retries on 429/5xx and dropped connections."""
         import requests
 
         retries = max(0, self.settings.crawler_max_retries)
@@ -109,41 +139,29 @@ class PoliteHttpClient:
         while True:
             self.throttle.wait(url)
             try:
-                response = self.session.get(url, timeout=timeout, allow_redirects=True)
+                response = self.session.get(url, timeout=timeout, allow_redirects=False)
             except requests.Timeout as exc:
-                raise CrawlError(url, f"timed out after {timeout:g}s") from exc
+                raise CrawlError(link, f"timed out after {timeout:g}s") from exc
             except requests.ConnectionError as exc:
                 if attempt < retries:
                     self._sleep_before_retry(url, attempt, None, f"connection error ({exc.__class__.__name__})")
                     attempt += 1
                     continue
-                raise CrawlError(url, f"connection failed after {attempt + 1} attempt(s): {exc}") from exc
-            except requests.RequestException as exc:  # invalid URL, missing scheme, too many redirects...
-                raise CrawlError(url, f"request failed: {exc}") from exc
+                raise CrawlError(link, f"connection failed after {attempt + 1} attempt(s): {exc}") from exc
+            except requests.RequestException as exc:  # invalid URL, missing scheme...
+                raise CrawlError(link, f"request failed: {exc}") from exc
 
             if response.status_code in RETRY_STATUSES and attempt < retries:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 if retry_after is not None and retry_after > MAX_RETRY_AFTER_S:
                     raise CrawlError(
-                        url, f"HTTP {response.status_code}: server asks to retry after {retry_after:.0f}s; try later"
+                        link, f"HTTP {response.status_code}: server asks to retry after {retry_after:.0f}s; try later"
                     )
                 response.close()
                 self._sleep_before_retry(url, attempt, retry_after, f"HTTP {response.status_code}")
                 attempt += 1
                 continue
-
-            result = FetchedPage(
-                url=response.url,
-                status=response.status_code,
-                reason=response.reason or "",
-                content=response.content,
-                charset=_declared_charset(response.headers.get("Content-Type", "")),
-                headers={key.lower(): value for key, value in response.headers.items()},
-                attempts=attempt + 1,
-            )
-            if raise_for_status:
-                result.raise_for_status(url)
-            return result
+            return response, attempt + 1
 
     def _sleep_before_retry(self, url: str, attempt: int, retry_after: float | None, why: str) -> None:
         # Exponential backoff unless the server said how long to wait (Retry-After wins).

@@ -262,3 +262,47 @@ def test_a_non_html_link_is_a_clear_error(settings, author):
         crawler.fetcher.close()
         server.shutdown()
         server.server_close()
+
+
+def test_private_and_link_local_targets_are_refused_without_a_request(settings, author):
+    """Regression (#14): web crawlers fetched link-local/private addresses (http://169.254.169.254/ would be read)."""
+    guarded = settings.model_copy(update={"crawler_allowed_networks": "", "crawler_max_retries": 0})
+    crawler = ArticleCrawler(PoliteHttpClient(guarded))
+    for link in (
+        "http://169.254.169.254/latest/meta-data/",
+        "http://127.0.0.1:9/",
+        "http://10.1.2.3/",
+        "http://[::1]/",
+    ):
+        with pytest.raises(CrawlError, match="CRAWLER_ALLOW_PRIVATE_NETWORKS") as info:
+            crawler.crawl(link, author)
+        assert info.value.link == link
+    crawler.fetcher.close()
+
+
+def test_a_redirect_to_a_link_local_address_is_refused_before_it_is_followed(settings, author):
+    """Regression (#14): redirects were followed across hosts, to anywhere."""
+    hits: list[str] = []
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            hits.append(self.path)
+            self.send_response(302)
+            self.send_header("Location", "http://169.254.169.254/latest/meta-data/iam/")
+            self.end_headers()
+
+        def log_message(self, format: str, *args) -> None:  # noqa: A002
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    link = f"http://127.0.0.1:{server.server_address[1]}/post"
+    crawler = ArticleCrawler(PoliteHttpClient(settings.model_copy(update={"crawler_max_retries": 0})))
+    try:
+        with pytest.raises(CrawlError, match=r"a redirect to http://169\.254\.169\.254/.*link-local") as info:
+            crawler.crawl(link, author)
+        assert info.value.link == link and hits == ["/post"]
+    finally:
+        crawler.fetcher.close()
+        server.shutdown()
+        server.server_close()

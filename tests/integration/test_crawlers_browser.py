@@ -232,3 +232,12 @@ def test_missing_chromium_is_a_clear_error(settings, fixture_server, author):
         with pytest.raises(CrawlError, match="Chromium not found") as info:
             crawler.crawl(link, author)
         assert info.value.link == link
+
+
+def test_browser_crawlers_refuse_link_local_targets_before_loading(settings, browser, author):
+    guarded = settings.model_copy(update={"crawler_allowed_networks": ""})
+    session = BrowserSession(guarded)  # never started: the guard refuses before Chromium is needed
+    crawler = _medium(guarded, session)
+    with pytest.raises(CrawlError, match="link-local"):
+        crawler.crawl("http://169.254.169.254/latest/meta-data/", author)
+    assert not session.started

@@ -115,3 +115,14 @@ def test_repository_with_only_skipped_files_is_a_crawl_error(crawler, tmp_path):
     git(root, "-c", "user.name=Ada", "-c", "user.email=ada@example.org", "commit", "-q", "-m", "init")
     with pytest.raises(CrawlError, match="no text files found"):
         crawler.crawl(str(root), UserDocument.from_full_name("Ada Lovelace"))
+
+
+def test_local_repositories_outside_the_allowed_roots_are_refused(repo, tmp_path):
+    """Regression (#14): `file://` cloned any local git repository; with CRAWLER_LOCAL_REPOSITORY_ROOTS set,
+    only repositories under those folders are read."""
+    author = UserDocument.from_full_name("Ada Lovelace")
+    elsewhere = GithubCrawler(CrawlerConfig(local_repository_roots=[str(tmp_path / "allowed")]))
+    with pytest.raises(CrawlError, match="outside CRAWLER_LOCAL_REPOSITORY_ROOTS"):
+        elsewhere.crawl(repo.as_uri(), author)
+    inside = GithubCrawler(CrawlerConfig(local_repository_roots=[str(repo.parent)]))
+    assert inside.crawl(str(repo), author).content

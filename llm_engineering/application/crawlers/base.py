@@ -21,6 +21,10 @@ class CrawlerConfig(BaseModel):
     github_max_file_bytes: int = Field(default=200_000, gt=0)
     linkedin_username: str | None = None
     linkedin_password: SecretStr | None = None
+    local_repository_roots: list[str] = Field(
+        default_factory=list,
+        description="Folders local git repositories may be cloned from (empty: anywhere this user can read).",
+    )
 
 
 class Crawler(ABC):

@@ -113,6 +113,7 @@ class GithubCrawler(Crawler):
             source, name = clone_source(link)
         except ValueError as exc:
             raise CrawlError(link, str(exc)) from exc
+        self._check_local_root(link, source)
         workdir = Path(tempfile.mkdtemp(prefix="llm-twin-repo-"))
         try:
             checkout = workdir / (name or "repo")
@@ -124,6 +125,19 @@ class GithubCrawler(Crawler):
             raise CrawlError(link, "no text files found in the repository (all binary, vendored, locks or oversized)")
         return self.document(RepositoryDocument, link, author, files, name=name)
 
+    def _check_local_root(self, link: str, source: str) -> None:
+        """A local repository (a documented feature of this crawler only) must lie under an allowed root, when
+        CRAWLER_LOCAL_REPOSITORY_ROOTS names any."""
+        if not source.startswith("file://") or not self.config.local_repository_roots:
+            return
+        path = Path(unquote(urlsplit(source).path)).resolve()
+        roots = [Path(root).expanduser().resolve() for root in self.config.local_repository_roots]
+        if not any(path == root or root in path.parents for root in roots):
+            raise CrawlError(
+                link,
+                f"local repository {path} is outside CRAWLER_LOCAL_REPOSITORY_ROOTS ({', '.join(map(str, roots))})",
+            )
+
     def _clone(self, link: str, source: str, destination: Path) -> None:
         git = shutil.which("git")
         if git is None:
@@ -132,6 +146,8 @@ class GithubCrawler(Crawler):
             **os.environ,
             "GIT_TERMINAL_PROMPT": "0",  # a private or missing repo must fail, not wait for a password
             "GIT_LFS_SKIP_SMUDGE": "1",  # LFS objects are binaries we skip anyway
+            # Only the transport the link names: never `ext::` (runs commands) or a local path behind a URL.
+            "GIT_ALLOW_PROTOCOL": "file" if source.startswith("file://") else "https:ssh:git",
         }
         command = [git, "clone", "--depth", "1", "--single-branch", "--no-tags", "--quiet", "--", source]
         command.append(str(destination))
