@@ -147,6 +147,16 @@ def build_report(
         notes.append(f"judge-free scorer metrics only for {voice_only} (DPO reference / current production)")
     if judge.warning:
         notes.append(judge.warning)
+    if any(g.rag_answers for g in generations):
+        from llm_engineering.application.evaluation.rag_quality import ragas_available
+
+        available, detail = ragas_available()
+        implementation = {g.metrics.get("rag.nonllm_implementation_ragas") for g in generations if g.rag_answers}
+        if not available or implementation != {1.0}:
+            notes.append(
+                "non-LLM RAG metrics computed by the built-in implementations (same definitions), not Ragas"
+                + (f": Ragas cannot be imported ({detail})" if not available else "")
+            )
     twin = plan.model(plan.config.promotion.candidate) or next((m for m in plan.models if m.registry_version), None)
     test_answers = []
     for row in plan.dataset.instruct_test:

@@ -209,3 +209,21 @@ def test_the_report_renders_in_chromium_with_every_plot_loaded(qa_file, tmp_path
     assert "LLM Twin evaluation" in title
     assert sorted(name for name, _, _ in images) == ["metrics.png", "per_question.png", "training_loss.png"]
     assert all(complete and width > 0 for _, complete, width in images), images
+
+
+def test_without_ragas_the_built_in_metrics_run_and_the_report_says_so(qa_file, tmp_path, monkeypatch):
+    from llm_engineering.application.evaluation import service as service_module
+
+    monkeypatch.setattr(service_module, "ragas_available", lambda: (False, "ImportError: no module named ragas"))
+    judge = ScriptedLLM(json_answers={"judge_verdict": {"accuracy": 2, "style": 2}, "judge_pairwise": {"winner": "A"}})
+    plan = _plan(qa_file, tmp_path)
+    with monkeypatch.context() as patched:
+        from llm_engineering.application.evaluation import rag_quality
+
+        patched.setattr(rag_quality, "ragas_available", lambda: (False, "ImportError: no module named ragas"))
+        report = _run(EvaluationService(_deps(judge, fake_rag_corpus(TOPICS))), plan)
+    twin = report.summary["twin"]
+    assert twin["rag.nonllm_context_recall"] == 1.0 and twin["rag.rouge_l"] > 0.3  # ours ran
+    skipped = {s.metric: s.reason for s in report.skipped}
+    assert "Ragas cannot be imported (ImportError: no module named ragas)" in skipped["rag.faithfulness"]
+    assert any("not Ragas: Ragas cannot be imported" in note for note in report.notes)
