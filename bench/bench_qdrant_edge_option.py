@@ -1,7 +1,8 @@
-"""Option study, not a project code path: the same hybrid query on qdrant-edge-py (Qdrant's engine in-process).
+"""Option study that preceded the embedded store: the same hybrid query on raw qdrant-edge-py (Qdrant's engine
+in-process), without the project's adapter. Kept for the record; the adapter (`EdgeFeatureStore`) is measured by
+bench_retrieval_latency.py, and qdrant-edge-py is now in the `features` extra.
 
-    pip install --target /tmp/edge --no-deps qdrant-edge-py==0.9.0     # outside the project environment
-    PYTHONPATH=/tmp/edge .venv/bin/python bench/bench_qdrant_edge_option.py \
+    .venv/bin/python bench/bench_qdrant_edge_option.py \
         [--articles 700] [--queries 100] [--output bench/results/qdrant_edge_option.json]
 
 Same corpus, chunks, sparse BM25 vectors (IDF modifier), random unit dense vectors and query texts as
@@ -132,7 +133,7 @@ def main(articles: int, seed: int, queries: int, k: int, output: Path) -> None:
 
     result = {
         "benchmark": "qdrant_edge_option",
-        "engine": f"qdrant-edge-py {getattr(qe, '__version__', '0.9.0')} (not a project dependency)",
+        "engine": f"qdrant-edge-py {getattr(qe, '__version__', '0.9.0')} (raw engine, no project adapter)",
         "points": len(chunks),
         "load_and_optimize_s": round(load_s, 2),
         "store_search": results,
