@@ -12,8 +12,8 @@ GPU_PACKAGES = {"bitsandbytes": True, "unsloth": True}
 NO_GPU_PACKAGES = {"bitsandbytes": False, "unsloth": False}
 
 
-def plan(has_cuda: bool, importable: dict[str, bool], **config):
-    return select_backend(parse_training_config(config), has_cuda=has_cuda, importable=importable)
+def plan(has_cuda: bool, importable: dict[str, bool], cpu_bf16: bool = False, **config):
+    return select_backend(parse_training_config(config), has_cuda=has_cuda, importable=importable, cpu_bf16=cpu_bf16)
 
 
 def test_auto_on_cpu_is_lora_fp32_without_gpu_defaults() -> None:
@@ -24,8 +24,13 @@ def test_auto_on_cpu_is_lora_fp32_without_gpu_defaults() -> None:
     assert overrides["use_cpu"] is True and overrides["optim"] == "adamw_torch"
 
 
-def test_bf16_on_cpu_only_when_asked() -> None:
-    assert plan(False, NO_GPU_PACKAGES, precision="bf16").trainer_overrides()["bf16"] is True
+def test_bf16_on_cpu_when_the_cpu_has_it_or_when_asked() -> None:
+    native = plan(False, NO_GPU_PACKAGES, cpu_bf16=True)
+    assert native.precision == "bf16" and native.trainer_overrides()["bf16"] is True
+    assert native.trainer_overrides()[checkpointing_field()] is False  # still no GPU defaults
+    assert plan(False, NO_GPU_PACKAGES, cpu_bf16=True, precision="fp32").precision == "fp32"
+    asked = plan(False, NO_GPU_PACKAGES, cpu_bf16=False, precision="bf16")
+    assert asked.precision == "bf16" and "emulated" in asked.reason
     assert plan(False, NO_GPU_PACKAGES, backend="cpu").precision == "fp32"
 
 
