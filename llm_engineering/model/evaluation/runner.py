@@ -65,7 +65,8 @@ def prepare_plan(
     qa_path = _path(qa or config.qa)
     if qa_path is None or not qa_path.is_file():
         raise ConfigurationError(f"QA file {qa or config.qa} does not exist (pass --qa FILE.jsonl)")
-    references = _path(config.references) if config.references and not qa else None
+    # Joined by question: a --qa file with other questions simply gets no reference from it.
+    references = _path(config.references) if config.references else None
     if references is not None and not references.is_file():
         raise ConfigurationError(f"reference answers file {config.references} does not exist")
     return plan_evaluation(
