@@ -54,7 +54,9 @@ def summary_text(report: Any) -> str:
     lines = [text_table(report)]
     if report.skipped:
         lines.append("\nskipped / failed:")
-        lines += [f"  - {s.metric}: {s.reason}" for s in report.skipped]
+        lines += [
+            f"  - {s.metric}{' (' + ', '.join(s.models) + ')' if s.models else ''}: {s.reason}" for s in report.skipped
+        ]
     if report.promotion:
         lines.append(f"\npromotion: {report.promotion.reason}" + (" -> PROMOTED" if report.promotion.applied else ""))
     lines.append(f"\nreport: {Path(report.output_dir) / 'report.html'}")
@@ -80,6 +82,9 @@ def main(
 ) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see docs/training.md)
     os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
+    # comet_ml reports its own errors to an internet crash tracker, set up when it is first imported (transformers
+    # imports it): off before anything loads.
+    os.environ.setdefault("COMET_ERROR_TRACKING_ENABLE", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     settings = bootstrap(verbose)
     from llm_engineering.application.evaluation.config import load_evaluation_config

@@ -354,8 +354,11 @@ def render_html(report: EvaluationReport, plots: dict[str, bytes]) -> str:
     # skipped
     parts.append("<h2>Skipped or failed metrics</h2>")
     if report.skipped:
-        parts.append("<table><tr><th>metric</th><th>why</th></tr>")
-        parts += [f"<tr><td>{_e(s.metric)}</td><td>{_e(s.reason)}</td></tr>" for s in report.skipped]
+        parts.append("<table><tr><th>metric</th><th>models</th><th>why</th></tr>")
+        parts += [
+            f"<tr><td>{_e(s.metric)}</td><td>{_e(', '.join(s.models) or 'all')}</td><td>{_e(s.reason)}</td></tr>"
+            for s in report.skipped
+        ]
         parts.append("</table>")
     else:
         parts.append("<p>None.</p>")
