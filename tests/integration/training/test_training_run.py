@@ -155,6 +155,5 @@ def test_same_data_and_config_give_the_same_losses(trained, tmp_path: Path) -> N
         run_sft(config, data, base_model=report.base_model, stage_dir=tmp_path / f"r{i}", plan=select_backend(config))
         for i in range(2)
     ]
+    assert len(losses(runs[0].log_history)) == 3
     assert losses(runs[0].log_history) == losses(runs[1].log_history)
-    # the first step (same weights, same seeded batch) matches the module's longer run too
-    assert losses(runs[0].log_history)[0] == losses(report.sft.log_history)[0]
