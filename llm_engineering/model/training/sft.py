@@ -144,8 +144,10 @@ def run_sft(
                 f"{config.sft.max_length}: their answers are cut (no end-of-turn token learnt from them)"
             )
         resume = last_checkpoint(checkpoints)
-        if eval_dataset is not None and resume is None:
-            before = trainer.evaluate()  # adapters start at zero: this is the base model's loss on test answers
+        if eval_dataset is not None:
+            # LoRA starts at zero (a resumed run loads its checkpoint only in train()): this is the base model's
+            # loss on the test answers. Run on resume too, so a resumed run takes the same (seeded) path.
+            before = trainer.evaluate()
             metrics["eval_loss_before"] = before.get("eval_loss")
             metrics["eval_perplexity_before"] = perplexity(before.get("eval_loss"))
         steps_before = 0
