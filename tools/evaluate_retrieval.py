@@ -1,7 +1,10 @@
-"""Retrieval evaluation: hit@1/5/10 and MRR@10 per mode (dense, sparse, hybrid, hybrid+rerank when configured).
+"""Retrieval evaluation: hit@1/5/10 and MRR@10 per mode (dense, sparse, hybrid, hybrid+rerank when configured),
+overall and per question kind, plus the author filter actually applied.
 
 python -m tools.evaluate_retrieval --qa data/sample/qa.jsonl --k 10 --output data/local/eval/retrieval.json
-Writes the metrics JSON and a per-question CSV beside it.
+Writes the metrics JSON and a per-question CSV beside it (gold author, applied filter, its source, outcome).
+By default each question is searched as a user would send it to /search: the search service resolves the
+author filter from the question; `--author-from qa` requests each item's gold author explicitly instead.
 """
 
 from __future__ import annotations
@@ -18,8 +21,16 @@ from tools._cli import bootstrap
 @click.option("--k", default=10, show_default=True, type=click.IntRange(1, 100))
 @click.option("--output", required=True, type=click.Path(path_type=Path), help="Metrics JSON (CSV goes beside it).")
 @click.option("--mode", "modes", multiple=True, type=click.Choice(["dense", "sparse", "hybrid", "rerank"]))
+@click.option(
+    "--author-from",
+    default="question",
+    show_default=True,
+    type=click.Choice(["question", "qa"]),
+    help="question: the service resolves the author filter from the question text (as /search and /rag do); "
+    "qa: request each item's gold `author` explicitly (an oracle filter).",
+)
 @click.option("--verbose", is_flag=True)
-def main(qa_path: Path, k: int, output: Path, modes: tuple[str, ...], verbose: bool) -> None:
+def main(qa_path: Path, k: int, output: Path, modes: tuple[str, ...], author_from: str, verbose: bool) -> None:
     settings = bootstrap(verbose)
     from llm_engineering.application.evaluation.retrieval import evaluate_retrieval, load_qa, write_evaluation
     from llm_engineering.domain.errors import LLMTwinError
@@ -32,7 +43,7 @@ def main(qa_path: Path, k: int, output: Path, modes: tuple[str, ...], verbose: b
             raise click.ClickException("the feature store is empty: run `poe run-feature-engineering-pipeline` first")
         chosen = list(modes) or container.retriever().available_modes()
         # The search service resolves the author filter from each question, as /search and /rag do.
-        evaluation = evaluate_retrieval(container.search_service, items, k=k, modes=chosen)
+        evaluation = evaluate_retrieval(container.search_service, items, k=k, modes=chosen, author_from=author_from)
         evaluation.metadata = {
             "qa": str(qa_path),
             "embedding_model": settings.embedding_model_id,
@@ -47,6 +58,18 @@ def main(qa_path: Path, k: int, output: Path, modes: tuple[str, ...], verbose: b
     for mode, values in evaluation.overall.items():
         label = "hybrid+rerank" if mode == "rerank" else mode
         click.echo(f"  {label:<8}" + "".join(f"{values[m]:>10.3f}" for m in metric_names))
+    click.echo(f"\n  {'kind':<12}" + "".join(f"{mode:>10}" for mode in evaluation.modes) + f"   (MRR@{k})")
+    for kind, per_mode in evaluation.per_kind.items():
+        click.echo(f"  {kind:<12}" + "".join(f"{per_mode[mode][f'mrr@{k}']:>10.3f}" for mode in evaluation.modes))
+    click.echo(f"\nauthor filter (resolved from the {'question' if author_from == 'question' else 'QA item'}):")
+    for group, summary in evaluation.author_filter.items():
+        if summary["author_named"] or summary["unexpected"]:
+            click.echo(
+                f"  {group:<12} {summary['applied_correctly']:.0f}/{summary['author_named']:.0f} author-named "
+                f"questions filtered correctly ({summary['share_correct']:.1%}); wrong author "
+                f"{summary['wrong_author']:.0f}, missing {summary['missing']:.0f}, "
+                f"unexpected {summary['unexpected']:.0f}"
+            )
     click.echo(f"\nmetrics: {json_path}\nper question: {csv_path}")
 
 

@@ -90,8 +90,13 @@ def test_metrics_on_a_hand_checked_case(tmp_path):
     assert sparse["mrr@10"] == pytest.approx((1 / 6 + 1) / 3)
     assert evaluation.per_kind["concept"]["dense"]["hit@10"] == 0.0
     assert evaluation.per_kind["fact"]["dense"]["mrr@10"] == pytest.approx((1 + 1 / 3) / 2)
-    # enough chunks are fetched for k distinct documents; the author is passed as the filter
+    # enough chunks are fetched for k distinct documents; by default the question is searched as asked (the
+    # search service resolves the filter from it), and a bare retriever applies none: q2's author is "missing"
+    assert ("q2", 50, None, "dense") in retriever.calls
+    assert evaluation.author_filter["fact"]["author_named"] == 1 and evaluation.author_filter["fact"]["missing"] == 1
+    oracle = evaluate_retrieval(retriever, items, k=10, modes=["dense"], author_from="qa")  # the gold author, requested
     assert ("q2", 50, "Ada Lovelace", "dense") in retriever.calls
+    assert oracle.author_filter["fact"]["share_correct"] == 1.0
 
     json_path, csv_path = write_evaluation(evaluation, tmp_path / "out" / "retrieval.json")
     saved = json.loads(json_path.read_text())
@@ -164,4 +169,8 @@ def test_evaluate_retrieval_cli_on_the_sample_corpus(settings, warehouse, tmp_pa
     assert set(result["overall"]["hybrid"]) == {"questions", "hit@1", "hit@5", "hit@10", "mrr@10"}
     assert result["overall"]["hybrid"]["hit@10"] >= 0.8
     assert "keyword" in result["per_kind"]
-    assert output.with_suffix(".csv").exists()
+    # the sample set's author-named questions name Elena Marchetti in full: the rule applies her filter
+    assert result["author_filter"]["author"]["share_correct"] == 1.0
+    rows = list(csv.DictReader(output.with_suffix(".csv").open()))
+    assert {r["filter_source"] for r in rows if r["kind"] == "author"} == {"rule"}
+    assert "author filter" in run.stdout

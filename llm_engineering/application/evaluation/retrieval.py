@@ -3,6 +3,13 @@
 A QA item names the document that answers it (`link`). Hits are ranked by document: each document counts
 once, at the rank of its best chunk, so a question is a hit at rank r when the document with that link is
 the r-th distinct document retrieved.
+
+The author filter: a QA item's `author` is the gold author of a question that names one. By default
+(`author_from="question"`) the question is searched without an explicit author, so the search service resolves
+the filter from the question text exactly as `/search` and `/rag` do; the filter it applied, and how it was
+found (`request` / `rule` / `none`), is recorded per question and compared with the gold author
+(`RetrievalEvaluation.author_filter`). `author_from="qa"` passes the gold author as an explicit request instead
+(an oracle filter: it measures ranking alone).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from llm_engineering.domain.errors import ConfigurationError
 
 CUTOFFS = (1, 5, 10)
 CHUNKS_PER_DOCUMENT = 5  # fetch k × this many chunks so that k distinct documents remain after dedupe
+AUTHOR_FROM = ("question", "qa")
 
 
 class QAItem(BaseModel):
@@ -75,35 +83,94 @@ def metrics(ranks: Sequence[int | None], k: int) -> dict[str, float]:
     return out
 
 
+def applied_filter(result: RetrievalResult, requested: str | None) -> tuple[str | None, str]:
+    """The author filter a search applied and how it was found (request / rule / llm / none).
+
+    The search service reports both in the metadata; a bare retriever only applies what it was given."""
+    if "author_filter" in result.metadata:
+        applied = result.metadata["author_filter"]
+    else:  # a retriever that does not report it: what it says it searched, else what it was asked for
+        applied = result.author_full_name or requested
+    source = result.metadata.get("author_source") or ("request" if requested else "none")
+    return applied or None, source if applied else "none"
+
+
+def filter_outcome(gold: str | None, applied: str | None) -> str:
+    """correct (the gold author, or no filter where none is named) | wrong_author | missing | unexpected."""
+    same = (gold or "").casefold() == (applied or "").casefold()
+    if same:
+        return "correct"
+    if gold and applied:
+        return "wrong_author"
+    return "missing" if gold else "unexpected"
+
+
+def filter_summary(outcomes: Sequence[tuple[str | None, str]]) -> dict[str, float]:
+    """Per group of questions: how often the filter applied was the right one. `(gold author, outcome)` pairs."""
+    named = [outcome for gold, outcome in outcomes if gold]
+    out: dict[str, float] = {
+        "questions": len(outcomes),
+        "author_named": len(named),
+        "applied_correctly": sum(o == "correct" for o in named),
+        "wrong_author": sum(o == "wrong_author" for o in named),
+        "missing": sum(o == "missing" for o in named),
+        "unexpected": sum(o == "unexpected" for _, o in outcomes),  # a filter on a question naming nobody
+    }
+    out["share_correct"] = out["applied_correctly"] / len(named) if named else 1.0
+    return out
+
+
 class RetrievalEvaluation(BaseModel):
     k: int
     modes: list[str]
     overall: dict[str, dict[str, float]]  # mode -> metrics
     per_kind: dict[str, dict[str, dict[str, float]]]  # kind -> mode -> metrics
+    # "overall" and each kind -> questions naming an author, how many got exactly that author as the filter, ...
+    author_filter: dict[str, dict[str, float]] = Field(default_factory=dict)
+    author_from: str = "question"
     rows: list[dict[str, Any]] = Field(default_factory=list, exclude=True)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 def evaluate_retrieval(
-    retriever: Retriever, items: Iterable[QAItem], k: int = 10, modes: Sequence[str] = ("dense", "sparse", "hybrid")
+    retriever: Retriever,
+    items: Iterable[QAItem],
+    k: int = 10,
+    modes: Sequence[str] = ("dense", "sparse", "hybrid"),
+    author_from: str = "question",
 ) -> RetrievalEvaluation:
+    """Rank every question in every mode. `author_from`: "question" (the service resolves the filter from the
+    question, as /search and /rag do) or "qa" (the item's gold author is requested explicitly)."""
+    if author_from not in AUTHOR_FROM:
+        raise ValueError(f"author_from must be one of {AUTHOR_FROM}")
     items = list(items)
     ranks: dict[str, list[int | None]] = defaultdict(list)
     kind_ranks: dict[str, dict[str, list[int | None]]] = defaultdict(lambda: defaultdict(list))
+    outcomes: dict[str, list[tuple[str | None, str]]] = defaultdict(list)  # kind -> (gold, outcome), first mode
     rows: list[dict[str, Any]] = []
     for item in items:
-        for mode in modes:
-            result = retriever.search(item.question, k=k * CHUNKS_PER_DOCUMENT, author=item.author, mode=mode)
+        kind = item.kind or "unspecified"
+        requested = item.author if author_from == "qa" else None
+        for position, mode in enumerate(modes):
+            result = retriever.search(item.question, k=k * CHUNKS_PER_DOCUMENT, author=requested, mode=mode)
             rank = rank_of(result, item.link, k)
             ranks[mode].append(rank)
-            kind_ranks[item.kind or "unspecified"][mode].append(rank)
+            kind_ranks[kind][mode].append(rank)
+            applied, source = applied_filter(result, requested)
+            outcome = filter_outcome(item.author, applied)
+            if position == 0:  # the filter is resolved before the mode matters: count each question once
+                outcomes[kind].append((item.author, outcome))
             top = dedupe_by_document(result.hits)[:1]
             rows.append(
                 {
                     "question": item.question,
                     "link": item.link,
                     "kind": item.kind or "",
-                    "author": item.author or "",
+                    "author": item.author or "",  # the gold author (questions that name one)
+                    "requested_author": requested or "",
+                    "applied_filter": applied or "",
+                    "filter_source": source,
+                    "filter_outcome": outcome,
                     "mode": mode,
                     "rank": rank or "",
                     **{f"hit@{c}": int(rank is not None and rank <= c) for c in CUTOFFS if c <= k},
@@ -116,6 +183,11 @@ def evaluate_retrieval(
         modes=list(modes),
         overall={mode: metrics(ranks[mode], k) for mode in modes},
         per_kind={kind: {mode: metrics(r[mode], k) for mode in modes} for kind, r in sorted(kind_ranks.items())},
+        author_filter={
+            "overall": filter_summary([o for kind_outcomes in outcomes.values() for o in kind_outcomes]),
+            **{kind: filter_summary(o) for kind, o in sorted(outcomes.items())},
+        },
+        author_from=author_from,
         rows=rows,
     )
 

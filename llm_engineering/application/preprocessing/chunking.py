@@ -7,6 +7,12 @@ lines → token windows), then neighbouring pieces are packed greedily up to `ch
 (heading, definition) starts a new chunk once the current one holds `min_section_tokens`. Chunks that follow
 a size break repeat up to `overlap_tokens` of the previous chunk. Every final chunk is re-counted with the
 tokenizer and split further if it would not fit the model's window, so nothing is ever truncated.
+
+What is embedded and term-weighted for a chunk is its *index text*: the document's title, a blank line, then
+the chunk (`index_text`). A chunk from the middle of an article rarely says what the article is about; its
+title does, and questions that describe a topic in other words find it more often (measured on the rag_blogs
+evaluation set: bench/results/retrieval_quality_rag_blogs.json). The chunk's own text (what a citation shows and
+the LLM reads) is unchanged; the title's tokens are reserved inside the window, so the index text still fits.
 """
 
 from __future__ import annotations
@@ -29,6 +35,10 @@ class ChunkingParams(BaseModel):
     chunk_tokens: int = Field(default=200, gt=8, description="Target chunk size in model tokens (no specials).")
     overlap_tokens: int = Field(default=32, ge=0, description="Tokens repeated from the previous chunk.")
     min_section_tokens: int = Field(default=48, ge=0, description="Below this, a new section joins the chunk.")
+    title_prefix: bool = Field(default=True, description="Embed and index each chunk with its document's title.")
+
+
+MAX_TITLE_CHARS = 160  # a title longer than this is cut at a word boundary before it prefixes a chunk
 
 
 DEFAULT_CHUNKING: dict[DataCategory, ChunkingParams] = {
@@ -185,11 +195,15 @@ def _strip_span(text: str, start: int, end: int, keep_indent: bool) -> tuple[int
     return start, end
 
 
-def split_text(text: str, counter: ChunkTokenizer, params: ChunkingParams, code: bool = False) -> list[str]:
-    """Chunks of `text` (contiguous slices), each within `params.chunk_tokens` and the model window."""
+def split_text(
+    text: str, counter: ChunkTokenizer, params: ChunkingParams, code: bool = False, reserve_tokens: int = 0
+) -> list[str]:
+    """Chunks of `text` (contiguous slices), each within `params.chunk_tokens` and the model window less
+    `reserve_tokens` (room kept for what prefixes every chunk when it is embedded, e.g. the title)."""
     if not text.strip():
         return []
-    window = counter.max_seq_length - counter.count_tokens([""])[0]  # room left by [CLS]/[SEP]
+    specials = counter.count_tokens([""])[0]  # [CLS]/[SEP]
+    window = max(counter.max_seq_length - specials - reserve_tokens, 16)
     budget = min(params.chunk_tokens, window)
     params = params.model_copy(
         update={"chunk_tokens": budget, "overlap_tokens": min(params.overlap_tokens, budget // 2)}
@@ -201,32 +215,52 @@ def split_text(text: str, counter: ChunkTokenizer, params: ChunkingParams, code:
     pieces = _split(doc, 0, len(text), levels, budget, section=True)
     spans = [_strip_span(text, s, e, keep_indent=code) for s, e in _pack(doc, pieces, params, line_snap=code)]
     chunks = [text[s:e] for s, e in spans if text[s:e].strip()]
-    return _enforce_window(chunks, counter, window)
+    return _enforce_window(chunks, counter, window, specials)
 
 
-def _enforce_window(chunks: list[str], counter: ChunkTokenizer, window: int) -> list[str]:
+def _enforce_window(chunks: list[str], counter: ChunkTokenizer, window: int, specials: int) -> list[str]:
     """Re-tokenise each chunk on its own; a chunk over the window (rare: sub-word cuts) is halved until it fits."""
     out: list[str] = []
-    specials = counter.max_seq_length - window
     for chunk, count in zip(chunks, counter.count_tokens(chunks), strict=True):
         if count - specials <= window:
             out.append(chunk)
             continue
         offsets = counter.token_offsets(chunk)
         mid = offsets[len(offsets) // 2][0]
-        out.extend(_enforce_window([chunk[:mid].rstrip(), chunk[mid:].lstrip()], counter, window))
+        out.extend(_enforce_window([chunk[:mid].rstrip(), chunk[mid:].lstrip()], counter, window, specials))
     return [c for c in out if c.strip()]
 
 
+# --- index text: what is embedded and term-weighted for a chunk ------------------------------------------------
+def index_prefix(title: str, params: ChunkingParams | None = None) -> str:
+    """'<title>\n\n' (cut to MAX_TITLE_CHARS at a word boundary), or '' when the title prefix is off/empty."""
+    if params is not None and not params.title_prefix:
+        return ""
+    title = " ".join(title.split())
+    if len(title) > MAX_TITLE_CHARS:
+        title = title[:MAX_TITLE_CHARS].rsplit(" ", 1)[0]
+    return f"{title}\n\n" if title else ""
+
+
+def index_text(chunk: Chunk, params: ChunkingParams | None = None) -> str:
+    """The text the embedding model and the sparse vector see for `chunk`: its document's title, then the chunk."""
+    return index_prefix(chunk.title, params) + chunk.text
+
+
 # --- per-category chunkers (one registry) ---------------------------------------------------------------------
-def _chunk_prose(document: CleanedDocument, counter: ChunkTokenizer, params: ChunkingParams) -> list[tuple[str, dict]]:
-    return [(text, {}) for text in split_text(document.text, counter, params)]
+def _chunk_prose(
+    document: CleanedDocument, counter: ChunkTokenizer, params: ChunkingParams, reserve: int
+) -> list[tuple[str, dict]]:
+    return [(text, {}) for text in split_text(document.text, counter, params, reserve_tokens=reserve)]
 
 
-def _chunk_code(document: CleanedDocument, counter: ChunkTokenizer, params: ChunkingParams) -> list[tuple[str, dict]]:
+def _chunk_code(
+    document: CleanedDocument, counter: ChunkTokenizer, params: ChunkingParams, reserve: int
+) -> list[tuple[str, dict]]:
     out = []
     for path, code in split_repository_files(document.text):  # never across files
-        out.extend((text, {"path": path}) for text in split_text(code, counter, params, code=True))
+        pieces = split_text(code, counter, params, code=True, reserve_tokens=reserve)
+        out.extend((text, {"path": path}) for text in pieces)
     return out
 
 
@@ -240,10 +274,14 @@ CHUNKERS = {
 def chunk_document(
     document: CleanedDocument, counter: ChunkTokenizer, params: ChunkingParams | None = None
 ) -> list[Chunk]:
-    """Chunks with deterministic ids (document id, position, text): re-runs upsert the same points."""
+    """Chunks with deterministic ids (document id, position, text): re-runs upsert the same points.
+
+    `token_count` counts the chunk's index text (title prefix included), i.e. what the embedding model reads."""
     params = params or DEFAULT_CHUNKING[document.category]
-    pieces = CHUNKERS[document.category](document, counter, params)
-    counts = counter.count_tokens([text for text, _ in pieces])
+    prefix = index_prefix(document.title, params)
+    reserve = counter.count_tokens([prefix])[0] - counter.count_tokens([""])[0] if prefix else 0
+    pieces = CHUNKERS[document.category](document, counter, params, reserve)
+    counts = counter.count_tokens([prefix + text for text, _ in pieces])
     return [
         Chunk(
             **document.source(),
@@ -263,5 +301,7 @@ __all__ = [
     "DEFAULT_CHUNKING",
     "ChunkingParams",
     "chunk_document",
+    "index_prefix",
+    "index_text",
     "split_text",
 ]

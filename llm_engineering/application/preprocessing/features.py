@@ -28,11 +28,12 @@ from llm_engineering.domain.errors import ConfigurationError
 from llm_engineering.domain.types import DOCUMENT_CATEGORIES, DataCategory
 
 from . import sparse
-from .chunking import DEFAULT_CHUNKING, ChunkingParams, chunk_document
+from .chunking import DEFAULT_CHUNKING, ChunkingParams, chunk_document, index_text
 from .cleaning import clean_document
 
 # Bump when cleaning/chunking/sparse logic changes meaningfully: every document is then re-indexed.
-FEATURE_LOGIC_VERSION = "1"
+# 2: chunks are embedded and term-weighted with their document's title (chunking.index_text).
+FEATURE_LOGIC_VERSION = "2"
 
 
 # --- artifacts passed between steps ----------------------------------------------------------------------------
@@ -255,14 +256,16 @@ class FeatureEngineering:
         return report
 
     def _embed(self, group: list[tuple[CleanedDocument, list[Chunk]]], timings: Counter[str], progress: Any) -> tuple:
-        """Dense vectors for a group of documents in one batched call, plus their sparse vectors."""
+        """Dense vectors for a group of documents in one batched call, plus their sparse vectors; both of the
+        chunks' index text (the title prefix, then the chunk)."""
         chunks = [c for _, doc_chunks in group for c in doc_chunks]
+        texts = [index_text(c, self.chunking[c.category]) for c in chunks]
         started = time.perf_counter()
-        dense = self.embedder.encode([c.text for c in chunks])
+        dense = self.embedder.encode(texts)
         timings["embed"] += time.perf_counter() - started
         progress.update(len(chunks))
         started = time.perf_counter()
-        sparse_vectors = [sparse.document_vector(c.text) for c in chunks]
+        sparse_vectors = [sparse.document_vector(text) for text in texts]
         timings["sparse"] += time.perf_counter() - started
         return dense, sparse_vectors
 

@@ -5,7 +5,10 @@ candidates re-scored by a CrossEncoder when one is configured). Without a rerank
 final; that is stated in the logs and in `RetrievalResult.metadata["reranker"]`.
 
 The author filter is explicit: callers resolve it once (the RAG service per request, `SearchService` for
-/search, the CLI and evaluation) and every list that is fused is filtered the same way.
+/search, the CLI and evaluation) and every list that is fused is filtered the same way. Once the filter is set,
+the author's name is dropped from the text that is embedded and term-weighted (`strip_author_name`): every
+candidate is theirs, so the name only matches bylines and self-mentions. The reranker still reads the question
+as asked.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from loguru import logger
 from llm_engineering.application.ports import QueryEncoder, Reranker, VectorSearch
 from llm_engineering.application.preprocessing import sparse
 from llm_engineering.application.rag.fusion import reciprocal_rank_fusion
+from llm_engineering.application.rag.self_query import strip_author_name
 from llm_engineering.domain.chunks import Chunk, RetrievalResult, RetrievedChunk
 from llm_engineering.domain.documents import normalize_full_name
 
@@ -36,6 +40,7 @@ class HybridRetriever:
         default_mode: str | None = None,
         fusion: str = "qdrant",
         candidates_per_k: int = 4,
+        strip_author: bool = True,
     ) -> None:
         if default_mode is not None and default_mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
@@ -47,6 +52,7 @@ class HybridRetriever:
         self._default_mode = default_mode
         self.fusion = fusion
         self.candidates_per_k = candidates_per_k
+        self.strip_author = strip_author  # drop the filtered author's name from the query text (see module doc)
 
     @property
     def default_mode(self) -> str:
@@ -79,9 +85,12 @@ class HybridRetriever:
                 logger.warning(metadata["warning"])
             return RetrievalResult(query=query, author_full_name=author_name, hits=[], metadata=metadata)
 
+        text = strip_author_name(query, author_name) if author_name and self.strip_author else query
+        if text != query:
+            metadata["search_text"] = text
         started = time.perf_counter()
-        dense = None if mode == "sparse" else self._encode_query(query)
-        lexical = None if mode == "dense" else sparse.query_vector(query)
+        dense = None if mode == "sparse" else self._encode_query(text)
+        lexical = None if mode == "dense" else sparse.query_vector(text)
         timings["encode_ms"] = (time.perf_counter() - started) * 1000
 
         started = time.perf_counter()

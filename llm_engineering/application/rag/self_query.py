@@ -52,6 +52,27 @@ class SelfQuery:
         return None
 
 
+_POSSESSIVE = r"(?:['’]s?)?"  # Bergum's, Jones'
+
+
+def strip_author_name(query: str, author: str) -> str:
+    """The query without the author's name, once the author is the filter: every chunk searched is theirs, so
+    the name carries no information about which passage answers, and its words (matched in bylines, intros,
+    quotes) only add noise to the sparse and dense query. Removes the full name (any case, possessive too) and
+    any capitalised part of it of ≥3 letters ("what does Marchetti say"). Returns the query unchanged when
+    nothing else would be left."""
+    parts = author.split()
+    if not parts:
+        return query
+    full = r"(?<!\w)" + r"\s+".join(map(re.escape, parts)) + _POSSESSIVE + r"(?!\w)"
+    text = re.sub(full, " ", query, flags=re.IGNORECASE)
+    for part in parts:
+        if len(part) >= 3 and part[:1].isupper():
+            text = re.sub(r"(?<!\w)" + re.escape(part) + _POSSESSIVE + r"(?!\w)", " ", text)
+    text = re.sub(r"\s+([,.;:?!])", r"\1", " ".join(text.split())).strip(" ,;:")
+    return text if re.search(r"\w", text) else query
+
+
 def resolve_author_filter(authors: AuthorDirectory, query: str, requested: str | None) -> tuple[str | None, str]:
     """The author filter for a search and how it was found: ("Name", "request" | "rule") or (None, "none").
 
