@@ -28,6 +28,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see docs/training.md
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("COMET_ERROR_TRACKING_ENABLE", "false")
 
 import click  # noqa: E402
 

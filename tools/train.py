@@ -52,6 +52,7 @@ def main(config_path: Path, dataset: str | None, max_steps: int | None, no_zenml
     # Before torch loads: idle OpenMP threads sleep instead of spinning. On a small shared CPU, spinning threads
     # made small forward passes ~15x slower (measured, docs/training.md).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("COMET_ERROR_TRACKING_ENABLE", "false")  # comet_ml's own Sentry reports: no network
     settings = bootstrap(verbose)
     from llm_engineering.domain.errors import LLMTwinError
     from llm_engineering.model.training.config import load_training_config

@@ -201,8 +201,9 @@ def quiet_known_warnings() -> None:
 
     warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
     warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
-    from llm_engineering.model.training.tracking import quiet_missing_key_warning
+    from llm_engineering.model.training.tracking import no_comet_error_reports, quiet_missing_key_warning
 
+    no_comet_error_reports()  # transformers imports comet_ml as soon as a trainer looks for integrations
     quiet_missing_key_warning()
 
 

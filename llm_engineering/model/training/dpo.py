@@ -65,9 +65,9 @@ def run_dpo(
         return previous.model_copy(update={"reused": True})
     tracker = tracker or NullTracker()
 
+    quiet_known_warnings()  # before trl/transformers import comet_ml
     from trl import DPOConfig, DPOTrainer
 
-    quiet_known_warnings()
     check_extra_args(DPOConfig, config.dpo.extra_args, "dpo")
     started = time.monotonic()
     tokenizer = load_twin_tokenizer(sft_model)

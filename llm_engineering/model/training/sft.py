@@ -101,9 +101,9 @@ def run_sft(
         return previous.model_copy(update={"reused": True})
     tracker = tracker or NullTracker()
 
+    quiet_known_warnings()  # before trl/transformers import comet_ml
     from trl import SFTConfig, SFTTrainer
 
-    quiet_known_warnings()
     check_extra_args(SFTConfig, config.sft.extra_args, "sft")
     started = time.monotonic()
     tokenizer = load_twin_tokenizer(base_model)

@@ -123,6 +123,11 @@ class _DropMissingKeyWarning(logging.Filter):
         return "Comet API Key is not configured" not in record.getMessage()
 
 
+def no_comet_error_reports() -> None:
+    """comet_ml reports its own internal errors to Sentry over the network: off unless the user turned it on."""
+    os.environ.setdefault("COMET_ERROR_TRACKING_ENABLE", "false")
+
+
 def quiet_missing_key_warning() -> None:
     """transformers warns 'set COMET_API_KEY to enable Comet logging' whenever no key is set, even when Comet is
     off or logs offline (which works): noise that reads like an error."""
@@ -145,6 +150,7 @@ def start_tracking(
     Sets the COMET_* environment the transformers callback reads, so it reuses this experiment instead of
     trying to go online (which, with no key, crashes training with "requires an API key").
     """
+    no_comet_error_reports()
     if not enabled:
         return NullTracker()
     if not comet_installed():

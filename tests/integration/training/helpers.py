@@ -10,6 +10,7 @@ from typing import Any
 # On the shared 2-core test machines spinning threads made small forward passes ~15x slower.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("COMET_ERROR_TRACKING_ENABLE", "false")  # comet_ml's Sentry reports would try the network
 
 TINY_DATASET = Path(__file__).parent / "tiny_dataset"
 

@@ -14,7 +14,7 @@ from llm_engineering.model.training.tracking import NullTracker, start_tracking
 def comet_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # start_tracking sets these for the transformers callback: restore them after the test
     for name in ("COMET_START_ONLINE", "COMET_OFFLINE_DIRECTORY", "COMET_PROJECT_NAME", "COMET_LOG_ASSETS",
-                 "COMET_AUTO_LOG_GIT_PATCH"):  # fmt: skip
+                 "COMET_AUTO_LOG_GIT_PATCH", "COMET_ERROR_TRACKING_ENABLE"):  # fmt: skip
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
     monkeypatch.delenv("COMET_API_KEY", raising=False)
@@ -23,6 +23,9 @@ def comet_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_offline_experiment_writes_an_archive(tmp_path: Path, comet_env) -> None:
     tracker = start_tracking(enabled=True, data_dir=tmp_path, project="llm-twin-test", run_name="unit")
     assert tracker.mode == "offline" and tracker.report_to == "comet_ml"
+    import os
+
+    assert os.environ["COMET_ERROR_TRACKING_ENABLE"] == "false"  # no Sentry reports over the network
     tracker.log_parameters({"lora": {"r": 8}}, prefix="config")
     with tracker.stage("sft"):
         tracker.log_metrics({"loss": 1.5, "note": "not a number"}, step=1)
