@@ -95,7 +95,7 @@ class TrainingReport(BaseModel):
             ("dataset", f"{self.dataset.version} ({self.dataset.hash[:12]}) {self.dataset.counts}"),
             ("backend", f"{self.backend.name} / {self.backend.device} / {self.backend.precision}"),
             ("SFT steps", sft.get("global_step")),
-            ("SFT loss first -> last", f"{_r(sft.get('first_logged_loss'))} -> {_r(sft.get('last_logged_loss'))}"),
+            ("SFT train loss (mean)", _r(sft.get("train_loss"))),
             ("SFT test loss before -> after", f"{_r(sft.get('eval_loss_before'))} -> {_r(sft.get('eval_loss'))}"),
             ("SFT s/step, tokens/s", f"{_r(sft.get('s_per_step'))}, {_r(sft.get('tokens_per_s'))}"),
         ]
@@ -103,6 +103,7 @@ class TrainingReport(BaseModel):
             rows += [
                 ("DPO steps", dpo.get("global_step")),
                 ("DPO loss first -> last", f"{_r(dpo.get('first_logged_loss'))} -> {_r(dpo.get('last_logged_loss'))}"),
+                ("DPO train reward accuracy (last)", _r(dpo.get("train_rewards_accuracies"))),
                 ("DPO test reward accuracy", _r(dpo.get("eval_rewards_accuracies"))),
                 ("DPO test reward margin", _r(dpo.get("eval_rewards_margins"))),
                 ("DPO s/step, tokens/s", f"{_r(dpo.get('s_per_step'))}, {_r(dpo.get('tokens_per_s'))}"),
