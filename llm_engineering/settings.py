@@ -2,7 +2,7 @@
 
 Values come from environment variables and an optional `.env` file in the working directory. Every default
 works on a fresh machine with no services, no GPU, no internet and no API key: the embedded MongoDB-wire
-server, qdrant-client local mode and the packaged models. Production differs only by configuration
+server, Qdrant's in-process engine (qdrant-edge) and the packaged models. Production differs only by configuration
 (a URI, a URL, a model id).
 """
 
@@ -68,10 +68,19 @@ class Settings(BaseSettings):
 
     # --- Vector store (Qdrant) ----------------------------------------------------------------------------
     qdrant_url: str | None = Field(
-        default=None, description="A Qdrant server URL. Unset: qdrant-client local mode under data_dir/qdrant."
+        default=None,
+        description="A Qdrant server URL (several processes, scale-out). Unset: the embedded engine (VECTOR_STORE).",
     )
     qdrant_api_key: SecretStr | None = None
-    qdrant_path: Path | None = Field(default=None, description="Local-mode path (default: data_dir/qdrant).")
+    vector_store: str | None = Field(
+        default=None,
+        description="Without QDRANT_URL: 'edge' (default: Qdrant's in-process engine under DATA_DIR/qdrant-edge, "
+        "serving while ingesting) or 'qdrant-local' (qdrant-client local mode, one process per folder).",
+    )
+    qdrant_edge_path: Path | None = Field(default=None, description="The embedded engine's folder.")
+    qdrant_path: Path | None = Field(
+        default=None, description="qdrant-client local-mode folder; setting it selects local mode."
+    )
 
     # --- Embeddings and reranking -------------------------------------------------------------------------
     embedding_model_id: str = Field(

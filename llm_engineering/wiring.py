@@ -175,7 +175,22 @@ class Container:
             max_model_len=s.llm_max_model_len,
             max_query_tokens=s.inference_max_query_tokens,
             busy_answer_tokens=s.inference_busy_answer_tokens,
+            model_label=self.served_model_label(),
         )
+
+    def served_model_label(self) -> str:
+        """Which model answers: a registry spec resolves to name:version (and its stage), else the model id."""
+        from llm_engineering.model.training.registry import is_registered_model_spec, registered_model_info
+
+        model_id = self.settings.llm_model_id
+        if not is_registered_model_spec(self.settings.models_dir, model_id):
+            return model_id
+        try:
+            info = registered_model_info(self.settings.models_dir, model_id)
+        except Exception:  # an unresolvable spec fails where the model is served, with its own error
+            return model_id
+        stage = " (SFT stage)" if info["stage"] == "sft" else ""
+        return f"{info['name']}:{info['version']}{stage}"
 
     @property
     def rag_service(self) -> RAGService:

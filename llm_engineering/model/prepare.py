@@ -48,7 +48,8 @@ def is_prepared(model_dir: Path) -> bool:
 
 
 def resolve_model(settings: Settings) -> str:
-    """What to hand vLLM / transformers for `llm_model_id`: the prepared dir, a local path, or a hub id."""
+    """What to hand vLLM / transformers for `llm_model_id`: the prepared dir, a registered twin, a local path,
+    or a hub id."""
     model_id = settings.llm_model_id
     if model_id == PACKAGED_MODEL_ALIAS:
         model_dir = packaged_model_dir(settings)
@@ -57,6 +58,11 @@ def resolve_model(settings: Settings) -> str:
                 f"The packaged model is not prepared yet ({model_dir} missing): run `poe prepare-models`."
             )
         return str(model_dir)
+    from llm_engineering.model.training.registry import is_registered_model_spec, resolve_registered_model
+
+    if is_registered_model_spec(settings.models_dir, model_id):
+        # llm-twin, llm-twin:v0003, llm-twin:production, llm-twin-sft: a merged checkpoint of the registry
+        return str(resolve_registered_model(settings.models_dir, model_id))
     local = Path(model_id).expanduser()
     if local.exists():
         return str(local.resolve())

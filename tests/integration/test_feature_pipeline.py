@@ -14,7 +14,7 @@ from llm_engineering.application.preprocessing.features import FeatureEngineerin
 from llm_engineering.domain.errors import ConfigurationError
 from llm_engineering.domain.types import DataCategory
 from llm_engineering.infrastructure.qdrant import close_qdrant_clients, get_feature_store
-from llm_engineering.infrastructure.qdrant.store import QdrantFeatureStore
+from llm_engineering.infrastructure.qdrant.edge_store import EdgeFeatureStore
 
 from .feature_helpers import article, points_signature, post, seed
 
@@ -91,20 +91,21 @@ def test_incremental_run_reindexes_only_new_and_changed_and_drops_removed(settin
 
     # Exactly the points a clean run over the same warehouse gives.
     incremental = points_signature(store)
-    fresh = QdrantFeatureStore(store.client, chunks_collection="fresh_chunks", documents_collection="fresh_docs")
+    fresh = EdgeFeatureStore(settings.data_dir / "fresh")
     _run(settings, embedder, fresh)
     assert points_signature(fresh) == incremental
+    fresh.close()
 
 
 class _CrashError(RuntimeError):
     pass
 
 
-class _FailingStore(QdrantFeatureStore):
+class _FailingStore(EdgeFeatureStore):
     """The real store, failing on the n-th document marker: the document's chunks are written, its marker is not."""
 
-    def __init__(self, client, fail_at: int, **kwargs):
-        super().__init__(client, **kwargs)
+    def __init__(self, path, fail_at: int, **kwargs):
+        super().__init__(path, **kwargs)
         self.fail_at = fail_at
         self.markers_written = 0
 
@@ -119,13 +120,16 @@ class _FailingStore(QdrantFeatureStore):
 def test_run_killed_midway_then_rerun_gives_the_clean_points(settings, warehouse, embedder, store, fail_at):
     user, docs = seed(warehouse)
     warehouse.upsert_document(post(user, "serving"))
-    clean = QdrantFeatureStore(store.client, chunks_collection="clean_chunks", documents_collection="clean_docs")
+    clean = EdgeFeatureStore(settings.data_dir / "clean")
     _run(settings, embedder, clean)
 
-    failing = _FailingStore(store.client, fail_at)
+    store.close()  # the crashing run below is another writer of the same folder
+    failing = _FailingStore(store.path, fail_at)
     with pytest.raises(_CrashError):
         _run(settings, embedder, failing, batch_chunks=1)  # small batches: documents are written one by one
     assert failing.markers_written == fail_at - 1
+    failing.close()  # publishes what the crashed run left, as a killed process's leftovers are found on reopen
+    store = EdgeFeatureStore(store.path)
 
     # Meanwhile a half-indexed document changes, and another disappears from the warehouse.
     warehouse.upsert_document(article(user, "lora", paragraphs=3))
@@ -137,6 +141,8 @@ def test_run_killed_midway_then_rerun_gives_the_clean_points(settings, warehouse
     _run(settings, embedder, clean)  # the clean store sees the same warehouse changes
     assert points_signature(store) == points_signature(clean)
     assert store.markers().keys() == clean.markers().keys()
+    store.close()
+    clean.close()
 
 
 def test_run_interrupted_after_documents_resumes_without_redoing_them(settings, warehouse, embedder, store):

@@ -29,7 +29,8 @@ for package in ("llm_engineering", "pipelines", "steps", "tools"):
         names.append(info.name)
 
 heavy = sorted(m for m in ("torch", "sentence_transformers", "transformers", "selenium.webdriver.chrome.webdriver",
-                           "qdrant_client", "openai", "opik") if m in sys.modules)
+                           "qdrant_client", "qdrant_edge", "openai", "opik", "trl", "peft", "ragas", "comet_ml")
+               if m in sys.modules)
 print(len(names), "modules;", "events:", events, "heavy:", heavy)
 sys.exit(1 if events or heavy else 0)
 """

@@ -74,6 +74,9 @@ class RAGConfig(BaseModel):
     max_query_tokens: int = Field(default=512, ge=8, description="A question's limit in the served model's tokens.")
     busy_answer_tokens: int = Field(default=128, ge=16, description="Answer length in degraded (busy) mode.")
     helper_budget_s: float = Field(default=10.0, gt=0, description="Self-query and expansion stage budget each.")
+    model_label: str | None = Field(
+        default=None, description="Which model answers, as reported (e.g. llm-twin:v0003); default: the LLM's id."
+    )
     generation_reserve_s: float = Field(
         default=3.0, ge=0, description="Time the answer needs at least; a request with less left is refused (503)."
     )
@@ -336,7 +339,7 @@ class RAGService:
             timings_ms=timings,
             tokens=tokens,
             finish_reason=generation.finish_reason,
-            model=self.llm.model,
+            model=self.config.model_label or self.llm.model,
             degraded=prepared.degraded,
             notes=prepared.notes,
         )

@@ -16,11 +16,10 @@ QUESTION = "How should documents be chunked for retrieval?"
 
 
 def _qdrant_ids(settings, ids: list[str]) -> set[str]:
-    from llm_engineering.infrastructure.qdrant import get_qdrant_client
-    from llm_engineering.infrastructure.qdrant.store import CHUNKS_COLLECTION
+    """The ids that are chunks of the feature store (whichever adapter the settings select)."""
+    from llm_engineering.infrastructure.qdrant import get_feature_store
 
-    points = get_qdrant_client(settings).retrieve(CHUNKS_COLLECTION, ids=ids, with_payload=True)
-    return {str(p.id) for p in points}
+    return set(get_feature_store(settings).all_points()) & set(ids)
 
 
 def test_rag_returns_an_answer_with_sources_that_exist_in_qdrant(rag_app):
