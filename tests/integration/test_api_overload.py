@@ -100,8 +100,13 @@ def test_admission_limit_adapts_to_measured_latency():
 
     async def scenario() -> AdmissionController:
         admission = AdmissionController(name="t", max_limit=8, target_s=10.0, initial_limit=2, queue_wait_s=0.01)
-        for _ in range(3):  # fast answers while full: the limit grows
-            assert await admission.acquire() and await admission.acquire()
+        assert await admission.acquire() is False  # alone in the pool: not busy
+        await admission.release(1.0, ok=True)
+        assert await admission.acquire() is False and await admission.acquire() is True  # joins a busy pool (1 of 2)
+        await admission.release(1.0, ok=True)
+        await admission.release(1.0, ok=True)
+        for _ in range(2):  # fast answers while full: the limit grows
+            assert await admission.acquire() is not None and await admission.acquire() is not None
             await admission.release(1.0, ok=True)
             await admission.release(1.0, ok=True)
         grown = admission.current_limit
@@ -110,8 +115,8 @@ def test_admission_limit_adapts_to_measured_latency():
         await admission.release(30.0, ok=True)  # slower than the target: the limit shrinks
         assert admission.current_limit < grown
         for _ in range(admission.current_limit):
-            assert await admission.acquire()
-        assert not await admission.acquire()  # full, and the queue wait runs out: refuse
+            assert await admission.acquire() is not None
+        assert await admission.acquire() is None  # full, and the queue wait runs out: refuse
         assert 1 <= admission.retry_after_s() <= 30
         return admission
 

@@ -60,6 +60,15 @@ class AdmissionController:
         """Half the slots or more taken (a single-slot pool is never 'busy': there is nothing to share)."""
         return self.current_limit > 1 and self.active >= math.ceil(self.current_limit / 2)
 
+    def _admit(self) -> bool:
+        """Take a slot; True when the request joins a busy pool (the others already hold half the slots)."""
+        joins_busy = self.busy
+        self.active += 1
+        self.stats.admitted += 1
+        if joins_busy:
+            self.stats.degraded += 1
+        return joins_busy
+
     def retry_after_s(self) -> int:
         """When a slot is likely free again: the measured service time shared by the slots (1..30 s)."""
         service = self.ewma_s if self.ewma_s is not None else self.target_s / 4
@@ -70,12 +79,11 @@ class AdmissionController:
             self._freed = asyncio.Condition()
         return self._freed
 
-    async def acquire(self) -> bool:
-        """Take a slot, waiting at most `queue_wait_s`. False: refuse the request (503)."""
+    async def acquire(self) -> bool | None:
+        """Take a slot, waiting at most `queue_wait_s`. None: refuse the request (503). Else whether to answer
+        in busy mode (degraded): decided at admission, from the requests already in flight."""
         if self.active < self.current_limit:
-            self.active += 1
-            self.stats.admitted += 1
-            return True
+            return self._admit()
         condition = self._condition()
         deadline = time.monotonic() + self.queue_wait_s
         async with condition:
@@ -83,14 +91,12 @@ class AdmissionController:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     self.stats.rejected += 1
-                    return False
+                    return None
                 try:
                     await asyncio.wait_for(condition.wait(), remaining)
                 except TimeoutError:
                     continue
-            self.active += 1
-            self.stats.admitted += 1
-            return True
+            return self._admit()
 
     async def release(self, elapsed_s: float | None, ok: bool) -> None:
         """Free the slot; a successful request's latency adapts the limit."""

@@ -88,16 +88,14 @@ async def require_api_key(request: Request, settings: SettingsDep) -> None:
 
 async def _admitted(admission: AdmissionController, settings: Settings) -> AsyncIterator[Slot]:
     started = time.monotonic()
-    if not await admission.acquire():
+    degraded = await admission.acquire()
+    if degraded is None:
         raise APIError(
             503,
             f"busy: {admission.active} requests in flight, the measured capacity; retry after the Retry-After delay",
             "overloaded",
             {"Retry-After": str(admission.retry_after_s())},
         )
-    degraded = admission.busy
-    if degraded:
-        admission.stats.degraded += 1
     # The budget counts from arrival: time spent waiting for the slot is part of it.
     slot = Slot(degraded=degraded, deadline=started + settings.inference_request_timeout_s, started=started)
     ok = False
