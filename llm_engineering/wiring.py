@@ -71,9 +71,9 @@ class Container:
     @property
     def feature_store(self) -> FeatureStore:
         def build() -> FeatureStore:
-            from llm_engineering.infrastructure.qdrant import get_feature_store
+            from llm_engineering.infrastructure.qdrant import acquire_feature_store
 
-            return get_feature_store(self.settings)
+            return acquire_feature_store(self.settings)
 
         return self._once("feature_store", build)
 
@@ -380,12 +380,10 @@ class Container:
         """Release what this container opened (the vector store's lock, the LLM client's connections)."""
         with self._lock:
             built, self._built = self._built, {}
-        store = built.get("feature_store")
-        if store is not None and callable(getattr(store, "close", None)):
-            store.close()
-        from llm_engineering.infrastructure.qdrant import close_qdrant_clients
+        if "feature_store" in built:
+            from llm_engineering.infrastructure.qdrant import release_feature_store
 
-        close_qdrant_clients(self.settings)
+            release_feature_store(self.settings)  # closed when no other container of this process uses it
 
 
 _containers: dict[int, Container] = {}

@@ -184,6 +184,22 @@ def test_backend_selection_follows_qdrant_url_vector_store_and_qdrant_path(setti
     close_qdrant_clients(backend_settings(settings, QDRANT_LOCAL))
 
 
+def test_one_container_closing_leaves_the_shared_store_open_for_another(settings):
+    """Containers of one process share each folder's store; it closes with the last of them (a test's own
+    container closing under a running service's used to fail every later request with 'store is closed')."""
+    from llm_engineering.wiring import Container
+
+    serving, passing = Container(settings), Container(settings.model_copy())
+    store = serving.feature_store
+    assert passing.feature_store is store
+    store.ensure_collections(4)
+    passing.close()
+    assert store.exists() and store.count_chunks() == 0  # still open for the serving container
+    serving.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        store.exists()  # the last owner closed it
+
+
 # --- the contract -----------------------------------------------------------------------------------------------
 def test_create_upsert_is_idempotent_and_payload_round_trips(store):
     assert not store.exists() and store.count_chunks() == 0 and store.markers() == {}

@@ -92,7 +92,8 @@ async def _admitted(admission: AdmissionController, settings: Settings) -> Async
     if degraded is None:
         raise APIError(
             503,
-            f"busy: {admission.active} requests in flight, the measured capacity; retry after the Retry-After delay",
+            f"busy: {admission.active} requests in flight, the capacity measured on this machine (at most "
+            f"INFERENCE_MAX_IN_FLIGHT={admission.max_limit}); retry after the Retry-After delay",
             "overloaded",
             {"Retry-After": str(admission.retry_after_s())},
         )

@@ -11,6 +11,7 @@ Both adapters pass tests/integration/test_vector_store_contract.py.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 from llm_engineering.domain.errors import ConfigurationError
@@ -58,6 +59,36 @@ def get_feature_store(settings: Settings) -> FeatureStore:
     return QdrantFeatureStore(get_qdrant_client(settings))
 
 
+# Owners of the shared store of each location (a wiring container, a service): it is closed when the last releases it,
+# so one container closing cannot pull the store from under another one in the same process.
+_owners: dict[str, int] = {}
+_owners_lock = threading.Lock()
+
+
+def _owner_key(settings: Settings) -> str:
+    return f"{vector_store_backend(settings)}:{vector_store_location(settings)}"
+
+
+def acquire_feature_store(settings: Settings) -> FeatureStore:
+    """`get_feature_store` for an owner that calls `release_feature_store(settings)` when done with it."""
+    with _owners_lock:
+        store = get_feature_store(settings)
+        key = _owner_key(settings)
+        _owners[key] = _owners.get(key, 0) + 1
+        return store
+
+
+def release_feature_store(settings: Settings) -> None:
+    """One owner is done: the last one closes the store (publishes pending writes, releases locks)."""
+    with _owners_lock:
+        key = _owner_key(settings)
+        left = _owners.pop(key, 0) - 1
+        if left > 0:
+            _owners[key] = left
+            return
+    close_qdrant_clients(settings)
+
+
 def vector_store_location(settings: Settings) -> str:
     """Where the feature store lives, for messages: a URL or a folder."""
     if vector_store_backend(settings) == EDGE:
@@ -77,6 +108,8 @@ def close_qdrant_clients(settings: Settings | None = None) -> None:
 
 
 __all__ = [
+    "acquire_feature_store",
+    "release_feature_store",
     "EDGE",
     "QDRANT_LOCAL",
     "QDRANT_SERVER",

@@ -296,6 +296,25 @@ def registered_model_info(models_dir: str | Path, spec: str) -> dict[str, Any]:
     }
 
 
+def _free_version_name(client: Any, model_name: str, wanted: str, model_version: Any) -> str:
+    """`wanted` (the registry version), or `wanted-<ZenML number>` when another version already has that name:
+    one ZenML store can serve several DATA_DIRs, each with its own registry counting from v0001."""
+    try:
+        holder = client.get_model_version(model_name, wanted)
+    except KeyError:
+        return wanted
+    except Exception:  # a store that cannot answer: try the plain name, the caller logs a failure
+        return wanted
+    if holder.id == model_version.id:
+        return wanted
+    name = f"{wanted}-{model_version.number}"
+    logger.warning(
+        f"ZenML model {model_name!r} already has a version named {wanted!r} (another DATA_DIR's registry); "
+        f"this one is named {name!r} and tagged {wanted!r}"
+    )
+    return name
+
+
 def register_in_zenml(version: RegisteredVersion, metadata: dict[str, Any]) -> dict[str, Any] | None:
     """Attach this registry version to the ZenML Model Control Plane version of the running pipeline step.
 
@@ -321,13 +340,14 @@ def register_in_zenml(version: RegisteredVersion, metadata: dict[str, Any]) -> d
         client = Client()
         mv = model_version or client.get_model_version(model.name, model.id)
         info["number"] = mv.number
+        name = _free_version_name(client, model.name, version.version, mv)
         client.update_model_version(
             model_name_or_id=model.name,
             version_name_or_id=mv.id,
-            name=version.version,
+            name=name,
             add_tags=[version.version, f"dataset:{metadata.get('dataset_version', '?')}"],
         )
-        info["name"] = version.version
+        info["name"] = name
     except Exception as exc:  # naming/tagging is cosmetic: keep the metadata even if it fails
         logger.warning(f"ZenML model version naming failed ({exc}); metadata is attached anyway")
     return info

@@ -1,5 +1,5 @@
 """Fixtures for the LLM / RAG service tests: one real vLLM CPU server per session, the sample corpus in a real
-warehouse + Qdrant (local mode), and the real FastAPI app served by uvicorn on loopback."""
+warehouse + the embedded vector store, and the real FastAPI app served by uvicorn on loopback."""
 
 from __future__ import annotations
 
