@@ -36,8 +36,8 @@ def _banner(text: str) -> None:
 
 
 class _InProcessAPI:
-    """The RAG API under uvicorn in a background thread of this process, so it shares this process's
-    local-mode Qdrant client (qdrant-client local mode allows one process per folder)."""
+    """The RAG API under uvicorn in a background thread of this process: real HTTP, and nothing left running
+    when the demo ends."""
 
     def __init__(self, app, host: str, port: int) -> None:
         import uvicorn
@@ -82,6 +82,7 @@ def _ask_over_http(url: str, question: str, timeout_s: float) -> None:
     if response.status_code != 200:
         raise click.ClickException(f"POST {url}/rag answered {response.status_code}: {response.text[:500]}")
     data = response.json()
+    click.echo(f"Model: {data['model']}")
     click.echo(click.style("Answer: ", bold=True) + data["answer"].strip())
     click.echo("Sources:")
     for source in data["sources"]:

@@ -1,5 +1,6 @@
 """README command (1), the main job, end to end on embedded defaults: warehouse import → ZenML feature
-pipeline → hybrid retrieval → vLLM + RAG API answer over HTTP → everything it started is stopped."""
+pipeline → hybrid retrieval → vLLM → datasets → SFT + DPO → register → serve the twin → RAG answer over HTTP →
+evaluation → everything it started is stopped."""
 
 from __future__ import annotations
 
@@ -27,19 +28,32 @@ def test_main_job_answers_with_sources_and_cleans_up(tmp_path):
         "INFERENCE_PORT": str(api_port),
     }
     result = subprocess.run([sys.executable, "-m", "tools.demo"], cwd=PROJECT_ROOT, env=env, capture_output=True,
-                            text=True, timeout=900)  # fmt: skip
+                            text=True, timeout=2400)  # fmt: skip
     out = result.stdout
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
+    stage = {n: out.split(f"=== {n}.")[1].split(f"=== {n + 1}.")[0] for n in range(1, 9)}
 
-    assert "articles      14" in out and "Elena Marchetti: 14 articles, 6 posts, 1 repositories" in out
-    assert re.search(r"truncated chunks\s+0\n", out), out
-    assert re.search(r"new / changed / unchanged / removed\s+21 / 0 / 0 / 0", out), out
-    retrieval = out.split("=== 4.")[1].split("=== 5.")[0]
-    assert "https://medium.com/@elena.marchetti/chunk-by-tokens-not-characters" in retrieval
-    answer = out.split("=== 5.")[1]
-    assert "Answer: " in answer and answer.split("Answer: ")[1].split("Sources:")[0].strip()
-    assert "  [1] " in answer and "https://" in answer.split("Sources:")[1]
-    assert "Timings: " in answer and "generation" in answer
+    assert "articles      14" in stage[1] and "Elena Marchetti: 14 articles, 6 posts, 1 repositories" in stage[1]
+    assert re.search(r"truncated chunks\s+0\n", stage[2]), stage[2]
+    assert re.search(r"new / changed / unchanged / removed\s+21 / 0 / 0 / 0", stage[2]), stage[2]
+    assert "https://medium.com/@elena.marchetti/chunk-by-tokens-not-characters" in stage[3]
+    # datasets: grounded in the author's text, both kinds, both splits
+    assert re.search(r"grounding \(fully grounded\)\s+1\.000 of \d+ answers", stage[5]), stage[5]
+    train, test = map(int, re.search(r"instruct train / test\s+(\d+) / (\d+)", stage[5]).groups())
+    assert train >= 20 and test >= 5, stage[5]
+    # training: both stages ran on the real dataset, and the twin was registered
+    assert re.search(r"SFT steps\s+\d+", stage[6]) and re.search(r"DPO steps\s+\d+", stage[6]), stage[6]
+    assert re.search(r"registered\s+llm-twin:v0001", stage[6]), stage[6]
+    assert (Path(env["DATA_DIR"]) / "models" / "llm-twin" / "v0001" / "config.json").is_file()
+    # the twin answers over HTTP, with sources, and says which version answered
+    assert "Model: llm-twin:v0001" in stage[7], stage[7]
+    assert "Answer: " in stage[7] and stage[7].split("Answer: ")[1].split("Sources:")[0].strip()
+    assert "  [1] " in stage[7] and "https://" in stage[7].split("Sources:")[1]
+    assert "Timings: " in stage[7] and "generation" in stage[7]
+    # evaluation: base vs twin, a report on disk
+    report = Path(re.search(r"report: (\S+report\.html)", stage[8]).group(1))
+    assert report.is_file() and (report.parent / "report.json").is_file()
+    assert "voice.perplexity" in stage[8] and "twin" in stage[8]
 
     for port in (mongo_port, llm_port, api_port):
         assert not port_is_open("127.0.0.1", port), f"port {port} still open after the main job"

@@ -73,6 +73,33 @@ def last_checkpoint(checkpoints_dir: Path) -> str | None:
     return str(max(candidates)[1]) if candidates else None
 
 
+def reuse_finished_stage(stage_dir: Path, stage: str) -> StageResult | None:
+    """The stage's result when this run finished it before (a re-run of the same run key trains nothing)."""
+    previous = load_stage_result(stage_dir)
+    if previous is None:
+        return None
+    logger.info(f"{stage.upper()} already finished for this run ({previous.adapter_dir}): reusing it")
+    return previous.model_copy(update={"reused": True})
+
+
+def resume_point(checkpoints_dir: Path, stage: str) -> tuple[str | None, int]:
+    """(the checkpoint an interrupted run resumes from or None, the steps it had done)."""
+    resume = last_checkpoint(checkpoints_dir)
+    if resume is None:
+        return None, 0
+    steps_before = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"]
+    logger.info(f"{stage.upper()} resumes from {resume} (step {steps_before})")
+    return resume, steps_before
+
+
+def save_adapter(trainer: Any, tokenizer: Any, stage_dir: Path) -> Path:
+    """The trained LoRA adapter and its tokenizer (chat template included) into `stage_dir/adapter`."""
+    adapter_dir = Path(stage_dir) / ADAPTER_DIRNAME
+    trainer.save_model(str(adapter_dir))
+    tokenizer.save_pretrained(str(adapter_dir))
+    return adapter_dir
+
+
 def check_extra_args(args_class: type, extra: dict[str, Any], section: str) -> None:
     import dataclasses
 

@@ -10,7 +10,6 @@ model's?).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -19,15 +18,15 @@ from loguru import logger
 
 from llm_engineering.model.training.backends import BackendPlan, load_base_model
 from llm_engineering.model.training.common import (
-    ADAPTER_DIRNAME,
     CHECKPOINTS_DIRNAME,
     StageResult,
     check_extra_args,
     check_prompts_fit,
-    last_checkpoint,
-    load_stage_result,
     log_history_of,
     quiet_known_warnings,
+    resume_point,
+    reuse_finished_stage,
+    save_adapter,
     save_stage_result,
     session_metrics,
     trainer_kwargs,
@@ -59,10 +58,9 @@ def run_dpo(
 ) -> StageResult:
     """Train the DPO LoRA adapter on top of the merged SFT checkpoint `sft_model`, into `stage_dir/adapter`."""
     stage_dir = Path(stage_dir)
-    previous = load_stage_result(stage_dir)
+    previous = reuse_finished_stage(stage_dir, "dpo")
     if previous is not None:
-        logger.info(f"DPO already finished for this run ({previous.adapter_dir}): reusing it")
-        return previous.model_copy(update={"reused": True})
+        return previous
     tracker = tracker or NullTracker()
 
     quiet_known_warnings()  # before trl/transformers import comet_ml
@@ -99,11 +97,7 @@ def run_dpo(
             processing_class=tokenizer,
             peft_config=peft_config,
         )
-        resume = last_checkpoint(checkpoints)
-        steps_before = 0
-        if resume:
-            steps_before = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"]
-            logger.info(f"DPO resumes from {resume} (step {steps_before})")
+        resume, steps_before = resume_point(checkpoints, "dpo")
         train_started = time.monotonic()
         output = trainer.train(resume_from_checkpoint=resume)
         metrics: dict[str, Any] = session_metrics(trainer, output, train_started, steps_before)
@@ -115,9 +109,7 @@ def run_dpo(
             metrics["eval_loss"] = evaluation.get("eval_loss")
             for key in REWARD_KEYS:
                 metrics[f"eval_{key.replace('/', '_')}"] = evaluation.get(f"eval_{key}")
-        adapter_dir = stage_dir / ADAPTER_DIRNAME
-        trainer.save_model(str(adapter_dir))
-        tokenizer.save_pretrained(str(adapter_dir))
+        adapter_dir = save_adapter(trainer, tokenizer, stage_dir)
         metrics["wall_s"] = round(time.monotonic() - started, 2)
     result = StageResult(
         stage="dpo",

@@ -9,7 +9,6 @@ real sample before any step is taken.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -19,17 +18,17 @@ from loguru import logger
 from llm_engineering.domain.prompts import TWIN_CHAT_TEMPLATE
 from llm_engineering.model.training.backends import BackendPlan, load_base_model
 from llm_engineering.model.training.common import (
-    ADAPTER_DIRNAME,
     CHECKPOINTS_DIRNAME,
     StageResult,
     check_extra_args,
     check_prompts_fit,
-    last_checkpoint,
-    load_stage_result,
     log_history_of,
     perplexity,
     prompt_ids,
     quiet_known_warnings,
+    resume_point,
+    reuse_finished_stage,
+    save_adapter,
     save_stage_result,
     session_metrics,
     trainer_kwargs,
@@ -95,10 +94,9 @@ def run_sft(
     """Train the SFT LoRA adapter into `stage_dir/adapter`; resume from `stage_dir/checkpoints` if a previous
     run of the same config and data was interrupted; reuse the result if that run had finished this stage."""
     stage_dir = Path(stage_dir)
-    previous = load_stage_result(stage_dir)
+    previous = reuse_finished_stage(stage_dir, "sft")
     if previous is not None:
-        logger.info(f"SFT already finished for this run ({previous.adapter_dir}): reusing it")
-        return previous.model_copy(update={"reused": True})
+        return previous
     tracker = tracker or NullTracker()
 
     quiet_known_warnings()  # before trl/transformers import comet_ml
@@ -143,17 +141,13 @@ def run_sft(
                 f"{metrics['truncated_samples']} of {len(lengths)} SFT samples are longer than sft.max_length="
                 f"{config.sft.max_length}: their answers are cut (no end-of-turn token learnt from them)"
             )
-        resume = last_checkpoint(checkpoints)
+        resume, steps_before = resume_point(checkpoints, "sft")
         if eval_dataset is not None:
             # LoRA starts at zero (a resumed run loads its checkpoint only in train()): this is the base model's
             # loss on the test answers. Run on resume too, so a resumed run takes the same (seeded) path.
             before = trainer.evaluate()
             metrics["eval_loss_before"] = before.get("eval_loss")
             metrics["eval_perplexity_before"] = perplexity(before.get("eval_loss"))
-        steps_before = 0
-        if resume:
-            steps_before = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"]
-            logger.info(f"SFT resumes from {resume} (step {steps_before})")
         train_started = time.monotonic()
         output = trainer.train(resume_from_checkpoint=resume)
         metrics.update(session_metrics(trainer, output, train_started, steps_before))
@@ -162,9 +156,7 @@ def run_sft(
             metrics["eval_loss"] = after.get("eval_loss")
             metrics["eval_perplexity"] = perplexity(after.get("eval_loss"))
             metrics["eval_mean_token_accuracy"] = after.get("eval_mean_token_accuracy")
-        adapter_dir = stage_dir / ADAPTER_DIRNAME
-        trainer.save_model(str(adapter_dir))
-        tokenizer.save_pretrained(str(adapter_dir))
+        adapter_dir = save_adapter(trainer, tokenizer, stage_dir)
         metrics["wall_s"] = round(time.monotonic() - started, 2)
     result = StageResult(
         stage="sft",
