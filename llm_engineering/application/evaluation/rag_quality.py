@@ -16,7 +16,6 @@ Ragas see precisely the model's context.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -39,6 +38,7 @@ from llm_engineering.application.evaluation.text_metrics import (
     rouge_l,
     rouge_n,
 )
+from llm_engineering.application.jsonl import read_jsonl_objects
 from llm_engineering.application.ports import LLM, Embedder, Retriever
 from llm_engineering.domain.errors import ConfigurationError
 
@@ -56,31 +56,16 @@ class QAReference(BaseModel):
     evidence: str | None = None
 
 
-def _read_jsonl(path: Path, label: str) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise ConfigurationError(f"{label} {path} does not exist")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigurationError(f"{path} line {number}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise ConfigurationError(f"{path} line {number}: expected a JSON object")
-            rows.append(row)
-    return rows
-
-
 def load_qa_with_references(qa_path: str | Path, references_path: str | Path | None = None) -> list[QAReference]:
     """The QA set, with `answer`/`evidence` joined from `references_path` by question (when given)."""
     qa_path = Path(qa_path)
-    rows = _read_jsonl(qa_path, "QA file")
+    rows = read_jsonl_objects(qa_path, f"QA file {qa_path} does not exist")
     if not rows:
         raise ConfigurationError(f"QA file {qa_path} holds no questions")
     extra: dict[str, dict[str, Any]] = {}
     if references_path:
-        for row in _read_jsonl(Path(references_path), "reference answers file"):
+        missing = f"reference answers file {references_path} does not exist"
+        for row in read_jsonl_objects(Path(references_path), missing):
             if isinstance(row.get("question"), str):
                 extra[row["question"].strip()] = row
     items = []

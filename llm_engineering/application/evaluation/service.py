@@ -51,6 +51,7 @@ from llm_engineering.application.evaluation.results import (
 )
 from llm_engineering.application.evaluation.retrieval import QAItem, evaluate_retrieval
 from llm_engineering.application.evaluation.voice import instruct_example, score_voice, style_metrics
+from llm_engineering.application.jsonl import read_jsonl_objects
 from llm_engineering.application.ports import LLM, AuthorDirectory, Embedder, PromptTokenCounter, Retriever
 from llm_engineering.domain.datasets import INSTRUCT_FILES, PREFERENCE_FILES
 from llm_engineering.domain.errors import ConfigurationError
@@ -124,30 +125,17 @@ class EvaluationPlan(BaseModel):
         return next((m for m in self.models if m.name == name), None)
 
 
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ConfigurationError(f"{path} line {number}: not valid JSON ({exc.msg})") from exc
-    return rows
-
-
 def load_eval_dataset(dataset_dir: str | Path, max_samples: int, max_pairs: int) -> EvalDataset:
     """The held-out splits of a generated dataset folder (and the author's train answers, for a style floor)."""
     dataset_dir = Path(dataset_dir)
-    instruct_test = _jsonl(dataset_dir / INSTRUCT_FILES["test"])
+    instruct_test = read_jsonl_objects(dataset_dir / INSTRUCT_FILES["test"])
     if not instruct_test:
         raise ConfigurationError(
             f"{dataset_dir / INSTRUCT_FILES['test']} is missing or empty: evaluation needs the held-out test split "
             "(`poe run-generate-datasets`, or --dataset DIR)"
         )
-    preference_test = _jsonl(dataset_dir / PREFERENCE_FILES["test"])
-    train = _jsonl(dataset_dir / INSTRUCT_FILES["train"])
+    preference_test = read_jsonl_objects(dataset_dir / PREFERENCE_FILES["test"])
+    train = read_jsonl_objects(dataset_dir / INSTRUCT_FILES["train"])
     report = dataset_dir / "report.json"
     version = dataset_dir.name
     if report.is_file():

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ from loguru import logger
 from pydantic import BaseModel, Field
 
 from llm_engineering.domain.errors import ConfigurationError
-from llm_engineering.model.training.backends import BackendPlan
+from llm_engineering.domain.prompts import TWIN_CHAT_TEMPLATE
+from llm_engineering.model.training.backends import BackendPlan, load_base_model
 from llm_engineering.model.training.config import StageSection
 
 RESULT_NAME = "result.json"
@@ -92,12 +94,97 @@ def resume_point(checkpoints_dir: Path, stage: str) -> tuple[str | None, int]:
     return resume, steps_before
 
 
-def save_adapter(trainer: Any, tokenizer: Any, stage_dir: Path) -> Path:
-    """The trained LoRA adapter and its tokenizer (chat template included) into `stage_dir/adapter`."""
+def finish_stage(
+    stage: str,
+    trainer: Any,
+    prepared: StageInputs,
+    stage_dir: Path,
+    base_model: str,
+    metrics: dict[str, Any],
+    resumed_from: str | None,
+) -> StageResult:
+    """Save the LoRA adapter with its tokenizer (chat template included) into `stage_dir/adapter`, time the
+    stage, and record its result (what a re-run of the same run key reuses)."""
     adapter_dir = Path(stage_dir) / ADAPTER_DIRNAME
     trainer.save_model(str(adapter_dir))
-    tokenizer.save_pretrained(str(adapter_dir))
-    return adapter_dir
+    prepared.tokenizer.save_pretrained(str(adapter_dir))
+    metrics["wall_s"] = round(time.monotonic() - prepared.started, 2)
+    result = StageResult(
+        stage=stage,
+        base_model=base_model,
+        adapter_dir=str(adapter_dir),
+        metrics=metrics,
+        log_history=log_history_of(trainer),
+        resumed_from=resumed_from,
+    )
+    save_stage_result(stage_dir, result)
+    return result
+
+
+def load_twin_tokenizer(model_path: str):
+    """The base tokenizer with the twin's chat template (and a pad token)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    tokenizer.chat_template = TWIN_CHAT_TEMPLATE
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def to_dataset(rows: list[dict[str, Any]]):
+    from datasets import Dataset
+
+    return Dataset.from_list(rows)
+
+
+@dataclass
+class StageInputs:
+    """What a stage (SFT or DPO) builds before its TRL trainer."""
+
+    started: float
+    tokenizer: Any
+    model: Any
+    peft_config: Any
+    train_dataset: Any
+    eval_dataset: Any
+    checkpoints: Path
+    trainer_kwargs: dict[str, Any]
+
+
+def prepare_stage(
+    stage: str,
+    args_class: type,
+    config: Any,
+    plan: BackendPlan,
+    model_path: str,
+    rows: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    stage_dir: Path,
+    report_to: str,
+    run_name: str,
+) -> StageInputs:
+    """Check the section's extra args and the prompts' lengths, load tokenizer and model (+ LoRA config), build
+    the train/test datasets (`rows`) and the TrainingArguments fields both TRL configs take."""
+    section = getattr(config, stage)
+    check_extra_args(args_class, section.extra_args, stage)
+    started = time.monotonic()
+    train_rows, test_rows = rows
+    tokenizer = load_twin_tokenizer(model_path)
+    check_prompts_fit(tokenizer, train_rows, section.max_length, stage)
+    model, peft_config = load_base_model(plan, model_path, config, section.max_length)
+    checkpoints = Path(stage_dir) / CHECKPOINTS_DIRNAME
+    return StageInputs(
+        started=started,
+        tokenizer=tokenizer,
+        model=model,
+        peft_config=peft_config,
+        train_dataset=to_dataset(train_rows),
+        eval_dataset=to_dataset(test_rows) if section.eval and test_rows else None,
+        checkpoints=checkpoints,
+        trainer_kwargs=trainer_kwargs(
+            section, plan, output_dir=checkpoints, seed=config.seed, report_to=report_to, run_name=run_name
+        ),
+    )
 
 
 def check_extra_args(args_class: type, extra: dict[str, Any], section: str) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from llm_engineering.application.jsonl import read_jsonl_objects
 from llm_engineering.domain.datasets import INSTRUCT_FILES, LATEST_POINTER, PREFERENCE_FILES, REPORT_FILE
 from llm_engineering.domain.errors import ConfigurationError
 from llm_engineering.domain.prompts import TWIN_SYSTEM_PROMPT_NO_CONTEXT, Message, build_sft_messages
@@ -84,23 +85,6 @@ def resolve_dataset_dir(data_dir: Path, dataset: str | Path | None = None) -> Pa
     if not versions:
         raise ConfigurationError(f"no generated dataset under {root}: {NO_DATASET_HINT}")
     return versions[-1].resolve()
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise ConfigurationError(f"{path} is missing; {NO_DATASET_HINT}")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigurationError(f"{path} line {number}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(row, dict):
-            raise ConfigurationError(f"{path} line {number}: expected a JSON object")
-        rows.append(row)
-    return rows
 
 
 def _check_messages(messages: Any, where: str) -> list[Message]:
@@ -189,11 +173,12 @@ def load_training_data(dataset_dir: str | Path, need_preference: bool = True) ->
     raw: dict[str, list[dict[str, Any]]] = {}
     for split, name in INSTRUCT_FILES.items():
         path = dataset_dir / name
-        raw[f"instruct_{split}"] = _read_jsonl(path) if split == "train" or path.is_file() else []
+        missing = f"{path} is missing; {NO_DATASET_HINT}" if split == "train" else None  # test split optional
+        raw[f"instruct_{split}"] = read_jsonl_objects(path, missing)
     for split, name in PREFERENCE_FILES.items():
         path = dataset_dir / name
-        required = need_preference and split == "train"
-        raw[f"preference_{split}"] = _read_jsonl(path) if required or path.is_file() else []
+        missing = f"{path} is missing; {NO_DATASET_HINT}" if need_preference and split == "train" else None
+        raw[f"preference_{split}"] = read_jsonl_objects(path, missing)
     if not raw["instruct_train"]:
         raise ConfigurationError(f"{dataset_dir / INSTRUCT_FILES['train']} has no samples; {NO_DATASET_HINT}")
     if need_preference and not raw["preference_train"]:

@@ -15,44 +15,21 @@ from typing import Any
 
 from loguru import logger
 
-from llm_engineering.domain.prompts import TWIN_CHAT_TEMPLATE
-from llm_engineering.model.training.backends import BackendPlan, load_base_model
+from llm_engineering.model.training.backends import BackendPlan
 from llm_engineering.model.training.common import (
-    CHECKPOINTS_DIRNAME,
     StageResult,
-    check_extra_args,
-    check_prompts_fit,
-    log_history_of,
+    finish_stage,
     perplexity,
+    prepare_stage,
     prompt_ids,
     quiet_known_warnings,
     resume_point,
     reuse_finished_stage,
-    save_adapter,
-    save_stage_result,
     session_metrics,
-    trainer_kwargs,
 )
 from llm_engineering.model.training.config import TrainingConfig
 from llm_engineering.model.training.data import TrainingData
 from llm_engineering.model.training.tracking import CometTracker, NullTracker
-
-
-def load_twin_tokenizer(model_path: str):
-    """The base tokenizer with the twin's chat template (and a pad token)."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    tokenizer.chat_template = TWIN_CHAT_TEMPLATE
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def to_dataset(rows: list[dict[str, Any]]):
-    from datasets import Dataset
-
-    return Dataset.from_list(rows)
 
 
 def check_template_identity(
@@ -98,40 +75,26 @@ def run_sft(
     if previous is not None:
         return previous
     tracker = tracker or NullTracker()
-
     quiet_known_warnings()  # before trl/transformers import comet_ml
     from trl import SFTConfig, SFTTrainer
 
-    check_extra_args(SFTConfig, config.sft.extra_args, "sft")
-    started = time.monotonic()
-    tokenizer = load_twin_tokenizer(base_model)
-    check_prompts_fit(tokenizer, data.sft_train, config.sft.max_length, "sft")
-    model, peft_config = load_base_model(plan, base_model, config, config.sft.max_length)
-    train_dataset = to_dataset(data.sft_train)
-    eval_dataset = to_dataset(data.sft_test) if config.sft.eval and data.sft_test else None
-    checkpoints = stage_dir / CHECKPOINTS_DIRNAME
+    rows = (data.sft_train, data.sft_test)
+    prepared = prepare_stage("sft", SFTConfig, config, plan, base_model, rows, stage_dir, tracker.report_to, run_name)
     args = SFTConfig(
-        **trainer_kwargs(
-            config.sft,
-            plan,
-            output_dir=checkpoints,
-            seed=config.seed,
-            report_to=tracker.report_to,
-            run_name=run_name,
-        ),
+        **prepared.trainer_kwargs,
         packing=False,
         completion_only_loss=True,
     )
     with tracker.stage("sft"):
         trainer = SFTTrainer(
-            model=model,
+            model=prepared.model,
             args=args,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            processing_class=tokenizer,
-            peft_config=peft_config,
+            train_dataset=prepared.train_dataset,
+            eval_dataset=prepared.eval_dataset,
+            processing_class=prepared.tokenizer,
+            peft_config=prepared.peft_config,
         )
-        template = check_template_identity(trainer, tokenizer, data.sft_train[0], config.sft.max_length)
+        template = check_template_identity(trainer, prepared.tokenizer, data.sft_train[0], config.sft.max_length)
         metrics: dict[str, Any] = {"template_identity": True, **{f"sample0_{k}": v for k, v in template.items()}}
         lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
         metrics["train_samples"] = len(lengths)
@@ -141,8 +104,8 @@ def run_sft(
                 f"{metrics['truncated_samples']} of {len(lengths)} SFT samples are longer than sft.max_length="
                 f"{config.sft.max_length}: their answers are cut (no end-of-turn token learnt from them)"
             )
-        resume, steps_before = resume_point(checkpoints, "sft")
-        if eval_dataset is not None:
+        resume, steps_before = resume_point(prepared.checkpoints, "sft")
+        if prepared.eval_dataset is not None:
             # LoRA starts at zero (a resumed run loads its checkpoint only in train()): this is the base model's
             # loss on the test answers. Run on resume too, so a resumed run takes the same (seeded) path.
             before = trainer.evaluate()
@@ -151,23 +114,13 @@ def run_sft(
         train_started = time.monotonic()
         output = trainer.train(resume_from_checkpoint=resume)
         metrics.update(session_metrics(trainer, output, train_started, steps_before))
-        if eval_dataset is not None:
+        if prepared.eval_dataset is not None:
             after = trainer.evaluate()
             metrics["eval_loss"] = after.get("eval_loss")
             metrics["eval_perplexity"] = perplexity(after.get("eval_loss"))
             metrics["eval_mean_token_accuracy"] = after.get("eval_mean_token_accuracy")
-        adapter_dir = save_adapter(trainer, tokenizer, stage_dir)
-        metrics["wall_s"] = round(time.monotonic() - started, 2)
-    result = StageResult(
-        stage="sft",
-        base_model=base_model,
-        adapter_dir=str(adapter_dir),
-        metrics=metrics,
-        log_history=log_history_of(trainer),
-        resumed_from=resume,
-    )
-    save_stage_result(stage_dir, result)
-    del trainer, model
+        result = finish_stage("sft", trainer, prepared, stage_dir, base_model, metrics, resume)
+    del trainer, prepared
     logger.info(
         f"SFT done: {metrics['global_step']} steps, loss {metrics.get('first_logged_loss')} -> "
         f"{metrics.get('last_logged_loss')}, eval loss {metrics.get('eval_loss_before')} -> {metrics.get('eval_loss')}"

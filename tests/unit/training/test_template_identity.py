@@ -19,8 +19,8 @@ def sft_trainer_and_tokenizer(packaged_model_dir: Path, tmp_path_factory: pytest
     from trl import SFTConfig, SFTTrainer
 
     from llm_engineering.model.training.backends import checkpointing_field
+    from llm_engineering.model.training.common import load_twin_tokenizer, to_dataset
     from llm_engineering.model.training.data import load_training_data
-    from llm_engineering.model.training.sft import load_twin_tokenizer, to_dataset
     from tests.integration.training.helpers import TINY_DATASET
 
     tokenizer = load_twin_tokenizer(str(packaged_model_dir))

@@ -1,0 +1,30 @@
+"""JSON Lines files (datasets, QA sets, reference answers), read with errors that name the file and the line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from llm_engineering.domain.errors import ConfigurationError
+
+
+def read_jsonl_objects(path: Path, missing: str | None = None) -> list[dict[str, Any]]:
+    """Every non-blank line of `path` as a JSON object. A missing file is `ConfigurationError(missing)`, or no
+    rows when `missing` is None (an optional file)."""
+    if not path.is_file():
+        if missing is None:
+            return []
+        raise ConfigurationError(missing)
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigurationError(f"{path} line {number}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(row, dict):
+            raise ConfigurationError(f"{path} line {number}: expected a JSON object")
+        rows.append(row)
+    return rows
