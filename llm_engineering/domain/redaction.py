@@ -11,10 +11,11 @@ import re
 
 # scheme://user:password@host -> scheme://***@host (also user-only userinfo, which may be a token)
 _USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s'\"]+)@")
-# key=value / key: value pairs whose key names a secret
+# key=value / key: value pairs whose key names a secret ("token", not the counts "tokens" / "max_tokens"), and
+# whose value is a scalar (a logged dict or list is structure, not a secret)
 _SECRET_PAIR = re.compile(
-    r"(?i)(?P<key>\b[\w-]*(?:api[_-]?key|password|passwd|secret|token|authorization)[\w-]*)"
-    r"(?P<sep>\s*[=:]\s*)(?P<quote>['\"]?)(?P<value>(?:Bearer\s+)?[^\s'\",;&]+)"
+    r"(?i)(?P<key>\b[\w-]*(?:api[_-]?key|password|passwd|secret|token(?!s)|authorization)[\w-]*)"
+    r"(?P<sep>\s*[=:]\s*)(?P<quote>['\"]?)(?P<value>(?:Bearer\s+)?[^\s'\",;&{\[][^\s'\",;&]*)"
 )
 # SETTING_NAME=value (the project's own messages name a setting and show its value)
 _SETTING_VALUE = re.compile(r"\b(?P<name>[A-Z][A-Z0-9_]{2,})=(?P<value>'[^']*'|\"[^\"]*\"|[^\s,;)]+)")

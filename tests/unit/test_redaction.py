@@ -26,3 +26,11 @@ def test_public_messages_name_the_setting_but_not_its_value():
     llm = "cannot reach the LLM at LLM_BASE_URL=http://10.0.0.7:8000/v1 (model 'x'): start it with `poe run-llm-server`"
     assert public_message(llm) == "cannot reach the LLM at LLM_BASE_URL (model 'x'): start it with `poe run-llm-server`"
     assert public_message("see https://internal.example/docs") == "see <url>"
+
+
+def test_token_counts_and_logged_structures_are_not_secrets():
+    """A RAG log line's `tokens={...}` and `max_tokens=128` are counts; `token=...` still is a secret."""
+    line = "rag sources=3 tokens={'prompt': 593, 'completion': 65} max_tokens=128 token=abc HF_TOKEN=hf_x"
+    assert redact_credentials(line) == (
+        "rag sources=3 tokens={'prompt': 593, 'completion': 65} max_tokens=128 token=*** HF_TOKEN=***"
+    )
