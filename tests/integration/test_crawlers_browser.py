@@ -189,17 +189,19 @@ def test_linkedin_article_behind_the_auth_wall_is_the_same_clear_error(settings,
         crawler.crawl(f"{fixture_server}/linkedin_authwall.html", author)
 
 
-def _with_credentials(settings: Settings, password: str) -> Settings:
-    update = {"linkedin_username": "ada@example.org", "linkedin_password": SecretStr(password), "crawler_timeout_s": 2}
+def _with_credentials(settings: Settings, password: str, timeout_s: float = 2.0) -> Settings:
+    """Short waits by default (a wrong password waits them out); a success only waits for the page."""
+    secret = SecretStr(password)
+    update = {"linkedin_username": "ada@example.org", "linkedin_password": secret, "crawler_timeout_s": timeout_s}
     return settings.model_copy(update=update)
 
 
 def test_linkedin_logs_in_with_credentials_then_reads_members_post(settings, chromium, fixture_server, author):
     # A browser of its own: the login cookie must not leak into the other tests' session.
     own = BrowserSession(settings)
-    crawler = _linkedin(
-        _with_credentials(settings, "correct-horse"), own, login_url=f"{fixture_server}/linkedin_login.html"
-    )
+    # a fresh Chromium's first page load can take seconds on a busy 2-core machine (a run here saw > 2 s)
+    patient = _with_credentials(settings, "correct-horse", timeout_s=15.0)
+    crawler = _linkedin(patient, own, login_url=f"{fixture_server}/linkedin_login.html")
     try:
         doc = crawler.crawl(f"{fixture_server}/linkedin_members_post.html", author)
     finally:
