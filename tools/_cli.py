@@ -6,7 +6,9 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
+import click
 import yaml
 from loguru import logger
 
@@ -29,6 +31,10 @@ def bootstrap(verbose: bool = False) -> Settings:
     configure_zenml(settings)
     # Use packaged weights offline unless the user asked for a hub id while online.
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    # No phoning home from the ML libraries: comet_ml sends its own internal errors to an internet crash tracker,
+    # configured when it is first imported (transformers imports it), and Ragas sends usage analytics.
+    os.environ.setdefault("COMET_ERROR_TRACKING_ENABLE", "false")
+    os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
     os.environ.setdefault("OPIK_TRACK_DISABLE", "false" if settings.opik_url else "true")
     return settings
 
@@ -44,3 +50,21 @@ def load_yaml_config(path: Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigurationError(f"{path} must hold a YAML mapping (see configs/ for examples)")
     return data
+
+
+def run_pipeline(
+    pipeline: Any, step: str, output: str, options: dict[str, Any] | None = None, /, **params: Any
+) -> tuple[Any, Any]:
+    """Run a ZenML pipeline on `params` (no caching; `options` for `with_options`) and return (run, the loaded
+    `output` artifact of `step`). The first four are positional only: a pipeline may have an `output` parameter.
+
+    Fail-fast: a failing step stops the run and its own error reaches the caller (a ConfigurationError naming the
+    setting, say), not ZenML's generic "Pipeline run has failed due to failure in step(s)" RuntimeError."""
+    from zenml.enums import ExecutionMode
+
+    run = pipeline.with_options(enable_cache=False, execution_mode=ExecutionMode.FAIL_FAST, **(options or {}))(**params)
+    found = run.steps.get(step)
+    if found is None or not found.outputs.get(output):
+        what = output.replace("_", " ")
+        raise click.ClickException(f"pipeline run {run.name} ended with status {run.status} and no {what}")
+    return run, found.outputs[output][0].load()

@@ -31,10 +31,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_QUESTION = "Why should documents be chunked by tokens rather than by characters?"
 
 
-def _banner(text: str) -> None:
-    click.echo(click.style(f"\n=== {text}", bold=True))
-
-
 class _InProcessAPI:
     """The RAG API under uvicorn in a background thread of this process: real HTTP, and nothing left running
     when the demo ends."""

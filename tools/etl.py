@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from pydantic import BaseModel, Field, ValidationError
 
-from tools._cli import bootstrap, load_yaml_config
+from tools._cli import bootstrap, load_yaml_config, run_pipeline
 
 
 class EtlParameters(BaseModel):
@@ -38,19 +38,14 @@ def main(config_path: Path, verbose: bool) -> None:
     from llm_engineering.domain.errors import LLMTwinError
 
     try:
-        params = read_etl_config(config_path)
-    except LLMTwinError as exc:
+        params = read_etl_config(config_path)  # checked before ZenML loads
+        from pipelines.digital_data_etl import digital_data_etl
+
+        run, report = run_pipeline(
+            digital_data_etl, "crawl_links", "crawl_report", user_full_name=params.user_full_name, links=params.links
+        )
+    except LLMTwinError as exc:  # a bad config, or a step's own error (a failing link is reported, not raised)
         raise click.ClickException(str(exc)) from exc
-
-    from pipelines.digital_data_etl import digital_data_etl
-
-    run = digital_data_etl.with_options(enable_cache=False, run_name=None)(
-        user_full_name=params.user_full_name, links=params.links
-    )
-    step = run.steps.get("crawl_links")
-    if step is None or not step.outputs.get("crawl_report"):
-        raise click.ClickException(f"pipeline run {run.name} ended with status {run.status} and no crawl report")
-    report = step.outputs["crawl_report"][0].load()
     click.echo(f"\nETL run {run.name} for {report.author_full_name}:\n{report.summary_table()}")
     if not report.ok:
         click.echo(f"\n{len(report.failures)} of {len(report.outcomes)} link(s) failed (see above).", err=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from tools._cli import bootstrap
+from tools._cli import bootstrap, run_pipeline
 
 
 def run(
@@ -39,13 +39,11 @@ def run(
         return report
     from pipelines.evaluating import evaluating
 
-    run_ = evaluating.with_options(enable_cache=False)(
-        config=config.model_dump(mode="json"), models=models, dataset=dataset, qa=qa, output=output
-    )
-    step = run_.steps.get("write_evaluation_report")
-    if step is None or not step.outputs.get("evaluation_report"):
-        raise click.ClickException(f"pipeline run {run_.name} ended with status {run_.status} and no report")
-    return step.outputs["evaluation_report"][0].load()
+    _, report = run_pipeline(
+        evaluating, "write_evaluation_report", "evaluation_report",
+        config=config.model_dump(mode="json"), models=models, dataset=dataset, qa=qa, output=output,
+    )  # fmt: skip
+    return report
 
 
 def summary_text(report: Any) -> str:
@@ -81,10 +79,6 @@ def main(
     verbose: bool,
 ) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see docs/training.md)
-    os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
-    # comet_ml reports its own errors to an internet crash tracker, set up when it is first imported (transformers
-    # imports it): off before anything loads.
-    os.environ.setdefault("COMET_ERROR_TRACKING_ENABLE", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     settings = bootstrap(verbose)
     from llm_engineering.application.evaluation.config import load_evaluation_config

@@ -13,7 +13,7 @@ import click
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from llm_engineering.application.tables import format_key_values
-from tools._cli import bootstrap, load_yaml_config
+from tools._cli import bootstrap, load_yaml_config, run_pipeline
 
 
 class FeatureParameters(BaseModel):
@@ -54,13 +54,11 @@ def run_feature_pipeline(settings: Any, params: FeatureParameters, use_zenml: bo
         return report, "Feature engineering (in-process)"
     from pipelines.feature_engineering import feature_engineering
 
-    run = feature_engineering.with_options(enable_cache=False)(
-        author_full_names=params.author_full_names, chunking=params.chunking
-    )
-    step = run.steps.get("chunk_embed_load")
-    if step is None or not step.outputs.get("feature_report"):
-        raise click.ClickException(f"pipeline run {run.name} ended with status {run.status} and no report")
-    return step.outputs["feature_report"][0].load(), f"Feature engineering run {run.name}"
+    run, report = run_pipeline(
+        feature_engineering, "chunk_embed_load", "feature_report",
+        author_full_names=params.author_full_names, chunking=params.chunking,
+    )  # fmt: skip
+    return report, f"Feature engineering run {run.name}"
 
 
 @click.command()

@@ -18,7 +18,7 @@ import click
 from pydantic import ValidationError
 
 from llm_engineering.application.tables import format_key_values
-from tools._cli import bootstrap, load_yaml_config
+from tools._cli import bootstrap, load_yaml_config, run_pipeline
 
 
 def read_dataset_config(path: Path) -> Any:
@@ -52,16 +52,12 @@ def run_generation(
             service.close()
     from pipelines.generate_datasets import generate_datasets
 
-    run = generate_datasets.with_options(enable_cache=False)(
-        config=config.model_dump(mode="json"),
-        authors=authors or None,
-        output=str(output) if output else None,
-        max_extracts=max_extracts,
-    )
-    step = run.steps.get("write_datasets")
-    if step is None or not step.outputs.get("dataset_report"):
-        raise click.ClickException(f"pipeline run {run.name} ended with status {run.status} and no report")
-    return step.outputs["dataset_report"][0].load(), f"Dataset generation run {run.name}"
+    run, report = run_pipeline(
+        generate_datasets, "write_datasets", "dataset_report",
+        config=config.model_dump(mode="json"), authors=authors or None,
+        output=str(output) if output else None, max_extracts=max_extracts,
+    )  # fmt: skip
+    return report, f"Dataset generation run {run.name}"
 
 
 def show_samples(report: Any, count: int = 2) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from tools._cli import bootstrap
+from tools._cli import bootstrap, run_pipeline
 
 
 def format_table(rows: list[tuple[str, Any]]) -> str:
@@ -33,13 +33,11 @@ def run_training(
     from pipelines.training import TWIN_MODEL, training
 
     model = TWIN_MODEL.model_copy(update={"name": config.output.name})
-    run = training.with_options(enable_cache=False, model=model)(
-        config=config.model_dump(mode="json"), dataset_dir=str(dataset_dir), max_steps=max_steps
-    )
-    step = run.steps.get("register_twin")
-    if step is None or not step.outputs.get("training_report"):
-        raise click.ClickException(f"pipeline run {run.name} ended with status {run.status} and no training report")
-    return step.outputs["training_report"][0].load(), f"Training run {run.name}"
+    run, report = run_pipeline(
+        training, "register_twin", "training_report", {"model": model},
+        config=config.model_dump(mode="json"), dataset_dir=str(dataset_dir), max_steps=max_steps,
+    )  # fmt: skip
+    return report, f"Training run {run.name}"
 
 
 @click.command()
@@ -52,7 +50,6 @@ def main(config_path: Path, dataset: str | None, max_steps: int | None, no_zenml
     # Before torch loads: idle OpenMP threads sleep instead of spinning. On a small shared CPU, spinning threads
     # made small forward passes ~15x slower (measured, docs/training.md).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    os.environ.setdefault("COMET_ERROR_TRACKING_ENABLE", "false")  # comet_ml's own Sentry reports: no network
     settings = bootstrap(verbose)
     from llm_engineering.domain.errors import LLMTwinError
     from llm_engineering.model.training.config import load_training_config

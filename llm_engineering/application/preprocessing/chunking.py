@@ -279,7 +279,10 @@ def chunk_document(
     `token_count` counts the chunk's index text (title prefix included), i.e. what the embedding model reads."""
     params = params or DEFAULT_CHUNKING[document.category]
     prefix = index_prefix(document.title, params)
-    reserve = counter.count_tokens([prefix])[0] - counter.count_tokens([""])[0] if prefix else 0
+    reserve = 0
+    if prefix:  # the title's own tokens (the specials are counted once, by split_text)
+        with_prefix, bare = counter.count_tokens([prefix, ""])
+        reserve = with_prefix - bare
     pieces = CHUNKERS[document.category](document, counter, params, reserve)
     counts = counter.count_tokens([prefix + text for text, _ in pieces])
     return [

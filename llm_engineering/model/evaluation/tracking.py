@@ -4,7 +4,6 @@ set. Each is best effort: a tracker that fails is logged and noted, never fatal.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +74,6 @@ def log_to_comet(settings: Settings, report: EvaluationReport, enabled: bool = T
     from llm_engineering.model.training.tracking import start_tracking
 
     api_key = settings.comet_api_key.get_secret_value() if settings.comet_api_key else None
-    # Comet reports its own errors to a crash-reporting service on the internet: not from here.
-    os.environ.setdefault("COMET_ERROR_TRACKING_ENABLE", "false")
     try:
         tracker = start_tracking(
             enabled=enabled,

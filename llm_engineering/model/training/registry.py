@@ -301,9 +301,7 @@ def _free_version_name(client: Any, model_name: str, wanted: str, model_version:
     one ZenML store can serve several DATA_DIRs, each with its own registry counting from v0001."""
     try:
         holder = client.get_model_version(model_name, wanted)
-    except KeyError:
-        return wanted
-    except Exception:  # a store that cannot answer: try the plain name, the caller logs a failure
+    except Exception:  # KeyError: the name is free; any other failure: try it, the caller logs what fails
         return wanted
     if holder.id == model_version.id:
         return wanted
