@@ -50,11 +50,16 @@ def cpu_info() -> dict:
 
 
 def machine() -> dict:
+    import torch  # every feature benchmark embeds with it anyway
+
     return {
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
         **cpu_info(),
+        # the embedding model runs in float32 on the CPU (sentence-transformers' default; no bf16 cast here)
+        "embedding_dtype": "float32",
+        "torch_threads": torch.get_num_threads(),
         "load_average_at_start": os.getloadavg(),
     }
 
