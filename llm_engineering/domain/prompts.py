@@ -201,6 +201,22 @@ def self_query_schema(authors: Sequence[str]) -> dict[str, Any]:
     }
 
 
+# --- Reranking by query likelihood ------------------------------------------------------------------------------
+# A causal LM reranks passages by how likely it finds the question after reading each one (log P(question |
+# passage), Sachan et al. 2022, "Improving Passage Retrieval with Zero-Shot Question Generation"). The question is
+# scored as the assistant's turn; this prompt is the user's.
+QUERY_LIKELIHOOD_SYSTEM = "You write the questions that readers ask."
+QUERY_LIKELIHOOD_TEMPLATE = "Passage:\n{passage}\n\nWrite a question that this passage answers."
+
+
+def query_likelihood_messages(passage: str) -> list[Message]:
+    text = neutralize_control_tokens(passage.strip())
+    return [
+        {"role": "system", "content": QUERY_LIKELIHOOD_SYSTEM},
+        {"role": "user", "content": QUERY_LIKELIHOOD_TEMPLATE.format(passage=text)},
+    ]
+
+
 # --- Dataset generation (instruction back-translation, preference pairs, judge) ---------------------------------
 # The author's extract is always the answer, verbatim: the LLM only writes the questions it answers. A rejected
 # answer is the base model's own reply to the same no-context prompt the twin is trained with.

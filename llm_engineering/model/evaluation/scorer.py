@@ -23,6 +23,7 @@ from loguru import logger
 
 from llm_engineering.domain.llm import ChatResult, Messages, StreamDelta
 from llm_engineering.domain.prompts import TWIN_CHAT_TEMPLATE
+from llm_engineering.model.training.backends import cpu_has_bf16
 
 
 def load_tokenizer(model_path: str) -> Any:
@@ -42,7 +43,9 @@ def _ids(rendered: Any) -> list[int]:
 
 
 class TransformersScorer:
-    """Answer log-probabilities of one checkpoint (loaded lazily, fp32 on CPU; `close()` frees it)."""
+    """Answer log-probabilities of one checkpoint (loaded lazily; `close()` frees it). `cpu_dtype`: fp32 (the
+    evaluation's perplexities) or "auto" (bf16 where the CPU has bf16 units: ~2x faster, for reranking); bf16 on
+    CUDA either way."""
 
     def __init__(
         self,
@@ -52,12 +55,16 @@ class TransformersScorer:
         batch_size: int = 4,
         threads: int | None = None,
         device: str | None = None,
+        cpu_dtype: str = "fp32",
     ) -> None:
+        if cpu_dtype not in ("fp32", "auto"):
+            raise ValueError("cpu_dtype must be 'fp32' or 'auto'")
         self.model_id = str(model_path)
         self.max_length = max_length
         self.batch_size = max(1, batch_size)
         self.threads = threads
         self.device = device
+        self.cpu_dtype = cpu_dtype
         self._model: Any = None
         self._tokenizer: Any = None
         self._lock = threading.Lock()
@@ -74,7 +81,8 @@ class TransformersScorer:
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         started = time.monotonic()
         self._tokenizer = load_tokenizer(self.model_id)
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        bf16 = device == "cuda" or (self.cpu_dtype == "auto" and cpu_has_bf16())
+        dtype = torch.bfloat16 if bf16 else torch.float32
         self._model = AutoModelForCausalLM.from_pretrained(self.model_id, dtype=dtype).to(device).eval()
         self.device = device
         logger.info(f"scorer: loaded {self.model_id} on {device} in {time.monotonic() - started:.1f}s")
@@ -136,6 +144,19 @@ class TransformersScorer:
         import gc
 
         gc.collect()
+
+
+_shared: dict[tuple[str, str], TransformersScorer] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_scorer(model_path: str | Path, cpu_dtype: str = "auto") -> TransformersScorer:
+    """One scorer per (checkpoint, dtype) in this process: every container's reranker shares its weights."""
+    key = (str(model_path), cpu_dtype)
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = TransformersScorer(model_path, cpu_dtype=cpu_dtype, batch_size=10)
+        return _shared[key]
 
 
 class TransformersChatLLM:
