@@ -43,7 +43,9 @@ def main(qa_path: Path, k: int, output: Path, modes: tuple[str, ...], author_fro
             raise click.ClickException("the feature store is empty: run `poe run-feature-engineering-pipeline` first")
         chosen = list(modes) or container.retriever().available_modes()
         # The search service resolves the author filter from each question, as /search and /rag do.
-        evaluation = evaluate_retrieval(container.search_service, items, k=k, modes=chosen, author_from=author_from)
+        evaluation = evaluate_retrieval(
+            container.search_service, items, k=k, modes=chosen, author_from=author_from, show_progress=True
+        )
         evaluation.metadata = {
             "qa": str(qa_path),
             "embedding_model": settings.embedding_model_id,
@@ -57,10 +59,10 @@ def main(qa_path: Path, k: int, output: Path, modes: tuple[str, ...], author_fro
         raise click.ClickException(str(exc)) from exc
     metric_names = [name for name in next(iter(evaluation.overall.values())) if name != "questions"]
     click.echo(f"\n{len(items)} questions, k={k}")
-    click.echo(f"  {'mode':<8}" + "".join(f"{m:>10}" for m in metric_names))
+    click.echo(f"  {'mode':<14}" + "".join(f"{m:>10}" for m in metric_names))
     for mode, values in evaluation.overall.items():
         label = "hybrid+rerank" if mode == "rerank" else mode
-        click.echo(f"  {label:<8}" + "".join(f"{values[m]:>10.3f}" for m in metric_names))
+        click.echo(f"  {label:<14}" + "".join(f"{values[m]:>10.3f}" for m in metric_names))
     click.echo(f"\n  {'kind':<12}" + "".join(f"{mode:>10}" for mode in evaluation.modes) + f"   (MRR@{k})")
     for kind, per_mode in evaluation.per_kind.items():
         click.echo(f"  {kind:<12}" + "".join(f"{per_mode[mode][f'mrr@{k}']:>10.3f}" for mode in evaluation.modes))
