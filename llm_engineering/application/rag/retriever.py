@@ -9,7 +9,8 @@ passage per document: the evaluation and the answer's sources count documents, a
 would cost a forward pass each for nothing new), then either fuses the reranker's order with the hybrid order
 (`rerank_fusion="rrf"`, the default: a weak reranker corrects hybrid without overruling it) or replaces it
 (`"replace"`, for a strong cross-encoder). The documents' other chunks, and documents beyond the pool, follow in
-hybrid order.
+hybrid order. A hit's `score` is that of the stage its `mode` names (the fused or reranker score for `rerank`
+hits, the hybrid score for the rest), so scores are comparable only within one mode.
 
 The author filter is explicit: callers resolve it once (the RAG service per request, `SearchService` for
 /search, the CLI and evaluation) and every list that is fused is filtered the same way. Once the filter is set,
