@@ -292,6 +292,7 @@ def evaluate_variant(variant: dict, container: Any, encoder: Any, items: list, k
     from llm_engineering.application.rag.retriever import HybridRetriever
     from llm_engineering.application.rag.search import SearchService
 
+    reranker = None
     if variant["kind"] == "store":
         reranker = query_likelihood_reranker(container.settings) if variant.get("reranker") else None
         retriever: Any = HybridRetriever(container.feature_store, encoder, reranker, **variant["options"])
@@ -311,6 +312,7 @@ def evaluate_variant(variant: dict, container: Any, encoder: Any, items: list, k
         "halves": rounded(split_metrics(evaluation.rows, k)),
         "author_filter": rounded(evaluation.author_filter),
         "seconds": round(time.perf_counter() - started, 1),
+        **({"reranker": {"model": reranker.model_id, "dtype": reranker.scorer.dtype_name}} if reranker else {}),
         "_evaluation": evaluation,
     }
 
@@ -383,7 +385,7 @@ def main(qa_path: Path, data_dir: Path, sample_qa: Path, k: int, output: Path) -
     result = {
         "what": f"retrieval quality ablation (issue #13); hybrid = the default mode; k={k}, documents de-duplicated",
         "embedding_model": settings.embedding_model_id,
-        "reranker": "none (fused hybrid ranking)",
+        "reranker": f"none (fused hybrid ranking), except the variant '{RERANK_VARIANT}' (its 'reranker' field)",
         "author_filter": "resolved from each question by the search service (as /search and /rag do)",
         "halves": "questions split by document (sha1 of the link, even = dev, odd = test)",
         "before": "baseline: text index, store RRF k=60, author name kept in the query",

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +53,7 @@ class TwoIndexRetriever:
 
     def _three_way(self, query: str, k: int, author: str | None, depth: int = 200, rrf_k: int = 60) -> Any:
         from llm_engineering.application.preprocessing import sparse
+        from llm_engineering.application.rag.fusion import reciprocal_rank_fusion
         from llm_engineering.application.rag.self_query import strip_author_name
         from llm_engineering.domain.chunks import RetrievalResult, RetrievedChunk
 
@@ -65,17 +65,12 @@ class TwoIndexRetriever:
         lexical = sparse.query_vector(text)
         if lexical.indices:
             lists.append(self.first_store.search("sparse", None, lexical, depth, author))
-        scores: dict[Any, float] = defaultdict(float)
-        chunks: dict[Any, Any] = {}
-        for hits in lists:
-            for rank, (chunk, _) in enumerate(hits, start=1):
-                scores[chunk.id] += 1.0 / (rrf_k + rank)
-                chunks.setdefault(chunk.id, chunk)
-        ranked = sorted(scores, key=lambda cid: -scores[cid])[:k]
+        chunks = {chunk.id: chunk for hits in lists for chunk, _ in hits}
+        fused = reciprocal_rank_fusion([[chunk.id for chunk, _ in hits] for hits in lists], k=rrf_k)[:k]
         return RetrievalResult(
             query=query,
             author_full_name=author,
-            hits=[RetrievedChunk(chunk=chunks[c], score=scores[c], rank=i) for i, c in enumerate(ranked, start=1)],
+            hits=[RetrievedChunk(chunk=chunks[c], score=s, rank=i) for i, (c, s) in enumerate(fused, start=1)],
             metadata={"author_filter": author},
         )
 

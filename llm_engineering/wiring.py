@@ -165,9 +165,9 @@ class Container:
         from llm_engineering.application.rag.retriever import HybridRetriever
 
         def build(**given: Any) -> HybridRetriever:
-            rerank = {"rerank_documents": self.settings.rerank_documents}
-            rerank["rerank_fusion"] = self.settings.effective_rerank_fusion
-            return HybridRetriever(self.feature_store, self.embedder, self.reranker, **{**rerank, **given})
+            s = self.settings
+            defaults = {"rerank_documents": s.rerank_documents, "rerank_fusion": s.effective_rerank_fusion}
+            return HybridRetriever(self.feature_store, self.embedder, self.reranker, **{**defaults, **given})
 
         if options:
             return build(**options)

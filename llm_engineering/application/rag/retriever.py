@@ -118,15 +118,15 @@ class HybridRetriever:
         ranked = self._search(mode, dense, lexical, limit, author_name)
         timings["search_ms"] = (time.perf_counter() - started) * 1000
 
-        modes = [mode] * len(ranked)
+        reranked = 0  # the first `reranked` hits were scored by the reranker; the rest keep the search's order
         if reranker is not None and ranked:
             started = time.perf_counter()
             ranked, reranked = self._rerank(reranker, query, ranked)
-            modes = ["rerank"] * reranked + ["hybrid"] * (len(ranked) - reranked)
             timings["rerank_ms"] = (time.perf_counter() - started) * 1000
+        unscored_mode = "hybrid" if reranker is not None else mode
         hits = [
-            RetrievedChunk(chunk=chunk, score=score, rank=i, mode=hit_mode)
-            for i, ((chunk, score), hit_mode) in enumerate(zip(ranked[:k], modes, strict=False), start=1)
+            RetrievedChunk(chunk=chunk, score=score, rank=i, mode="rerank" if i <= reranked else unscored_mode)
+            for i, (chunk, score) in enumerate(ranked[:k], start=1)
         ]
         metadata["timings_ms"] = {key: round(v, 2) for key, v in timings.items()}
         return RetrievalResult(query=query, author_full_name=author_name, hits=hits, metadata=metadata)
@@ -138,7 +138,9 @@ class HybridRetriever:
         pool: list[tuple[Chunk, float]] = []
         documents: set[str] = set()
         for chunk, score in ranked:
-            if str(chunk.document_id) not in documents and len(pool) < self.rerank_documents:
+            if len(pool) == self.rerank_documents:
+                break
+            if str(chunk.document_id) not in documents:
                 documents.add(str(chunk.document_id))
                 pool.append((chunk, score))
         # The reranker reads what the index reads: the document's title, then the chunk.

