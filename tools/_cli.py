@@ -1,32 +1,37 @@
-"""Shared start-up for every command: logging to stderr, offline model hubs, ZenML state in the project."""
+"""Shared start-up for every command: logging to stderr, offline model hubs, ZenML state in the project.
+
+The error contract (`run_cli`): a failing command exits non-zero with exactly one `Error: ...` line that names
+the file, line or setting, and no traceback unless `--debug` or LOG_LEVEL=DEBUG.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
 import click
 import yaml
-from loguru import logger
 
-from llm_engineering.domain.errors import ConfigurationError
+from llm_engineering.domain.errors import ConfigurationError, LLMTwinError
 from llm_engineering.domain.redaction import redact_credentials
+from llm_engineering.infrastructure.logs import configure_logging, debug_requested, register_settings_secrets
 from llm_engineering.infrastructure.zenml_env import configure_zenml
 from llm_engineering.settings import Settings, get_settings
 
 
 def bootstrap(verbose: bool = False) -> Settings:
     """Call first in every tool, before zenml or any model library is imported."""
-    logger.remove()
+    # One redacting sink without variable values in tracebacks; standard logging filtered too (infrastructure.logs).
+    debug = debug_requested()
+    configure_logging(level="DEBUG" if verbose or debug else "INFO", tracebacks=debug)
     # Per-request HTTP logs of the LLM client drown the summaries; warnings still show.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    # Defence in depth: whatever a message says, credentials in URIs and key=value pairs never reach the log.
-    logger.configure(patcher=lambda record: record.update(message=redact_credentials(record["message"])))
-    logger.add(sys.stderr, level="DEBUG" if verbose else "INFO", format="<level>{level: <7}</level> {message}")
     settings = get_settings()
+    register_settings_secrets(settings)  # their exact values are masked in every log line from here on
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     configure_zenml(settings)
     # Use packaged weights offline unless the user asked for a hub id while online.
@@ -68,3 +73,48 @@ def run_pipeline(
         what = output.replace("_", " ")
         raise click.ClickException(f"pipeline run {run.name} ended with status {run.status} and no {what}")
     return run, found.outputs[output][0].load()
+
+
+def _error_line(exc: BaseException) -> str:
+    """The one line (plus any detail lines the error carries) a failed command prints."""
+    if isinstance(exc, click.ClickException):
+        message = exc.format_message()
+    elif isinstance(exc, UnicodeDecodeError):
+        message = (
+            f"input is not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8"
+            if not getattr(exc, "path", None)
+            else f"{exc.path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+        )
+    elif isinstance(exc, LLMTwinError):
+        message = str(exc)
+    elif isinstance(exc, OSError) and exc.filename:
+        message = f"{exc.filename}: {exc.strerror or exc}"
+    else:
+        message = f"{type(exc).__name__}: {exc} (run again with --debug for the traceback)"
+    return "Error: " + redact_credentials(message.strip() or type(exc).__name__)
+
+
+def run_cli(command: click.Command) -> None:
+    """Run a click command under the error contract: exit 0 on success; on failure exactly one `Error: ...`
+    line on stderr and a non-zero exit; a traceback only with `--debug` (any position) or LOG_LEVEL=DEBUG."""
+    args = sys.argv[1:]
+    if "--debug" in args:
+        args = [a for a in args if a != "--debug"]
+        os.environ["LOG_LEVEL"] = "DEBUG"
+    try:
+        command.main(args=args, prog_name=Path(sys.argv[0]).stem, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        if exc.ctx is not None:
+            click.echo(exc.ctx.get_usage(), err=True)
+        click.echo(_error_line(exc), err=True)
+        sys.exit(exc.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("Error: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # the contract: every failure becomes one line
+        if debug_requested():
+            click.echo(redact_credentials("".join(traceback.format_exception(exc)).rstrip()), err=True)
+        click.echo(_error_line(exc), err=True)
+        sys.exit(getattr(exc, "exit_code", 1) or 1)

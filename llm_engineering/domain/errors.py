@@ -31,7 +31,13 @@ class BrowserError(LLMTwinError):
 
 
 class ServiceUnavailableError(LLMTwinError):
-    """A backing service (warehouse, vector store, LLM) could not be reached or started."""
+    """A backing service (warehouse, vector store, LLM) could not be reached, refused us, or did not start.
+
+    `dependency` names it ("warehouse", "vector_store", "llm") for the API's 503 body and `/ready`."""
+
+    def __init__(self, message: str, dependency: str | None = None) -> None:
+        super().__init__(message)
+        self.dependency = dependency
 
 
 class InputTooLargeError(LLMTwinError):

@@ -14,10 +14,10 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypedDict, Unpack
+from typing import Annotated, Any, TypedDict, Unpack
 
 from loguru import logger
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from llm_engineering.application.ports import (
     LLM,
@@ -46,6 +46,7 @@ from llm_engineering.domain.prompts import (
     cited_numbers,
     rag_answer_stop,
 )
+from llm_engineering.domain.redaction import safe_link
 
 Message = dict[str, str]
 
@@ -84,7 +85,10 @@ class RAGConfig(BaseModel):
 
 class Source(BaseModel):
     number: int = Field(description="What the answer cites as [number].")
-    link: str
+    link: Annotated[str, AfterValidator(safe_link)] = Field(
+        description="The document's http(s) link; empty when the stored link is anything else (javascript:, "
+        "data:, file:), which never leaves the service as a link."
+    )
     title: str
     author: str
     score: float = Field(description="Fused (reciprocal rank fusion) score across the expanded queries.")

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from loguru import logger
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_engineering.domain.errors import (
     InputTooLargeError,
@@ -27,12 +28,15 @@ RETRY_AFTER_S = 2
 class APIError(Exception):
     """An error with an HTTP status and a message safe to show to the client."""
 
-    def __init__(self, status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, kind: str, headers: dict[str, str] | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.kind = kind
         self.headers = headers or {}
+        self.code = code
 
 
 class ErrorDetail(BaseModel):
@@ -69,10 +73,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def error_body(message: str, kind: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def error_body(
+    message: str, kind: str, errors: list[dict[str, Any]] | None = None, code: str | None = None
+) -> dict[str, Any]:
     # Setting values, URLs and credentials never reach a client: they may name internal hosts or hold passwords.
     message = public_message(message)
-    body: dict[str, Any] = {"detail": message, "error": {"message": message, "type": kind, "code": None}}
+    body: dict[str, Any] = {"detail": message, "error": {"message": message, "type": kind, "code": code}}
     if errors:
         body["errors"] = errors
     return body
@@ -87,7 +93,10 @@ def map_exception(exc: BaseException) -> APIError:
         message = str(exc) if isinstance(exc, LLMTimeoutError) else "the request took longer than allowed"
         return APIError(504, f"upstream timeout: {message}", "timeout")
     if isinstance(exc, ServiceUnavailableError):
-        return APIError(503, str(exc), "service_unavailable", {"Retry-After": str(RETRY_AFTER_S * 5)})
+        # A dependency that is down, refuses our login or times out: the client may retry; the body names it.
+        dependency = getattr(exc, "dependency", None)
+        code = f"{dependency}_unavailable" if dependency else None
+        return APIError(503, str(exc), "service_unavailable", {"Retry-After": str(RETRY_AFTER_S * 5)}, code)
     if isinstance(exc, LLMRequestError):
         return APIError(502, str(exc), "upstream_error")
     if isinstance(exc, LLMTwinError):
@@ -107,7 +116,9 @@ def _readable(error: dict[str, Any]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:
-        return JSONResponse(error_body(exc.message, exc.kind), status_code=exc.status, headers=exc.headers)
+        return JSONResponse(
+            error_body(exc.message, exc.kind, code=exc.code), status_code=exc.status, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -134,9 +145,49 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TimeoutError)
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        error = map_exception(exc)
-        if error.status >= 500 and error.status not in (503, 504):
-            logger.opt(exception=exc).error(f"{request.method} {request.url.path} failed")
-        else:
-            logger.warning(f"{request.method} {request.url.path}: {error.status} {redact_credentials(error.message)}")
-        return JSONResponse(error_body(error.message, error.kind), status_code=error.status, headers=error.headers)
+        return error_response(request.method, request.url.path, exc)
+
+    # Innermost of the middlewares (added first): an exception no handler above took (a bug, a driver error)
+    # becomes its JSON response here. Left to Starlette's outermost handler it would be answered and then
+    # re-raised, and uvicorn drops the keep-alive connection ("Exception in ASGI application", a reset).
+    app.add_middleware(UnhandledErrors)
+
+
+def error_response(method: str, path: str, exc: BaseException) -> JSONResponse:
+    """Log `exc` once (a traceback only for genuine bugs; never variable values) and answer with its status."""
+    error = map_exception(exc)
+    if error.status >= 500 and error.status not in (503, 504):
+        logger.opt(exception=exc).error(f"{method} {path} failed")
+    else:
+        logger.warning(f"{method} {path}: {error.status} {redact_credentials(error.message)}")
+    body = error_body(error.message, error.kind, code=error.code)
+    return JSONResponse(body, status_code=error.status, headers=error.headers)
+
+
+class UnhandledErrors:
+    """ASGI middleware: any exception before the response started becomes a JSON error response; after it
+    started (a streamed body) it is logged and the response ends. Nothing is re-raised to the server."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                logger.opt(exception=exc).error(f"{scope.get('method')} {scope.get('path')} failed mid-response")
+                return
+            response = error_response(str(scope.get("method")), str(scope.get("path")), exc)
+            await response(scope, receive, send)

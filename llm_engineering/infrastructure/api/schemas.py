@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from llm_engineering.application.rag.rag_service import Source
+from llm_engineering.domain.redaction import safe_link
 
 RAG_MODEL_ID = "llm-twin"  # what /v1/models lists; any `model` in a request gets the RAG twin
 # A question: at least one non-blank character (the server also strips it and checks its length and tokens).
@@ -131,7 +132,9 @@ class SearchRequest(RequestModel):
 class SearchHit(BaseModel):
     rank: int
     score: float
-    link: str
+    link: Annotated[str, AfterValidator(safe_link)] = Field(
+        description="The document's http(s) link; empty for any other scheme (javascript:, data:, file:)."
+    )
     title: str
     author: str
     text: str

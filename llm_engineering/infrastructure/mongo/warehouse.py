@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pymongo import ASCENDING
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from llm_engineering.domain.documents import (
     DOCUMENT_CLASSES,
@@ -22,7 +22,7 @@ from llm_engineering.domain.redaction import redact_credentials
 from llm_engineering.domain.types import DOCUMENT_CATEGORIES, DataCategory, UpsertOutcome
 from llm_engineering.settings import Settings, get_settings
 
-from .client import get_database
+from .client import AUTH_FAILED_CODES, get_database, raised_inside_pymongo, warehouse_error
 
 
 def to_record(model: UserDocument | RawDocument) -> dict[str, Any]:
@@ -42,6 +42,11 @@ def _from_record(cls: type, record: dict[str, Any]) -> Any:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _uri(args: tuple[Any, ...]) -> str:
+    settings = getattr(args[0], "_settings", None) if args else None
+    return getattr(settings, "mongodb_uri", "") or ""
+
+
 def _warehouse_errors(method: F) -> F:
     """pymongo's errors as the project's: a conflict names the key, anything else is 'warehouse unavailable'."""
 
@@ -56,11 +61,19 @@ def _warehouse_errors(method: F) -> F:
             key = (exc.details or {}).get("keyValue") or {}
             raise ConflictError(f"the warehouse already holds another record with {key or 'this key'}") from exc
         except PyMongoError as exc:
+            if isinstance(exc, OperationFailure) and exc.code in AUTH_FAILED_CODES:
+                raise warehouse_error(exc, _uri(args)) from None
             message = redact_credentials(str(exc))[:300]
             raise ServiceUnavailableError(
                 f"the data warehouse (MONGODB_URI) failed: {type(exc).__name__}: {message}. Is it running? "
-                "`poe local-infrastructure-status` says."
-            ) from exc
+                "`poe local-infrastructure-status` says.",
+                dependency="warehouse",
+            ) from None  # the driver's exception holds the client and its credentials: not chained
+        except Exception as exc:
+            if not raised_inside_pymongo(exc):
+                raise
+            # A handshake the server answered wrongly (nx-27017 and a login) surfaces as a KeyError from the driver.
+            raise warehouse_error(exc, _uri(args)) from None
 
     return wrapper  # type: ignore[return-value]
 

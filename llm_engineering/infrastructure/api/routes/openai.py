@@ -49,7 +49,8 @@ router = APIRouter(
 def sources_footer(sources: list[Source]) -> str:
     if not sources:
         return ""
-    lines = [f"[{s.number}] {s.title} — {s.link}" for s in sources]
+    # Only http(s) links are kept on a Source (safe_link); a source without one is listed by its title alone.
+    lines = [f"[{s.number}] {s.title} — {s.link}" if s.link else f"[{s.number}] {s.title}" for s in sources]
     return "\n\nSources:\n" + "\n".join(lines)
 
 
