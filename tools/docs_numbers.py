@@ -6,7 +6,8 @@ A quoted number is a marked span; the generator replaces only the text between t
 
 FILE    a file in bench/results/ (e.g. api_load.json)
 PATH    keys and list indices joined by dots (e.g. latency.rag_c1.p50_s, runs.0.grounding.answers); a key may
-        hold spaces and dots (the longest matching key wins: summary.base.voice.perplexity) but no colon
+        hold spaces, dots (the longest matching key wins: summary.base.voice.perplexity) and colons (then end
+        the spec with a FORMAT, even an empty one: overall.second:dense.hit@1:.3f)
 FORMAT  a Python format spec applied to the value: .1f, .3f, ',' (thousands), ',.0f', .0%, .10 (a string's
         first 10 characters, e.g. a date); empty: the value as JSON writes it
 SCALE   /N or *N, applied before FORMAT (e.g. /60 turns seconds into minutes)
@@ -26,6 +27,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SPAN = re.compile(r"<!-- num:(?P<spec>[^>]*?) -->(?P<value>.*?)<!-- /num -->")
+FORMAT = re.compile(r"[<>=^]?[-+ ]?#?0?\d*[,_]?(\.\d+)?[bcdeEfFgGnosxX%]?")
+SCALE = re.compile(r"[/*]\d+(\.\d+)?")
 
 
 class SpanError(ValueError):
@@ -85,11 +88,13 @@ def format_value(value: Any, fmt: str = "", scale: str = "") -> str:
 
 def render_spec(spec: str, results: Results) -> str:
     """The text a span's spec stands for, e.g. 'api_load.json:latency.rag_c1.p50_s:.1f' -> '4.5'."""
-    parts = spec.split(":")
-    if len(parts) < 2 or len(parts) > 4 or not parts[0] or not parts[1]:
+    name, _, rest = spec.partition(":")
+    parts = rest.split(":")
+    scale = parts.pop() if len(parts) > 2 and SCALE.fullmatch(parts[-1]) else ""
+    fmt = parts.pop() if len(parts) > 1 and FORMAT.fullmatch(parts[-1]) else ""
+    if not name or not parts[0]:
         raise SpanError(f"malformed span 'num:{spec}' (num:FILE:PATH[:FORMAT[:SCALE]])")
-    name, path, fmt, scale = (*parts, "", "")[:4]
-    return format_value(results.lookup(name, path), fmt, scale)
+    return format_value(results.lookup(name, ":".join(parts)), fmt, scale)
 
 
 def render(text: str, results: Results, where: str = "") -> str:

@@ -35,7 +35,7 @@ def results(tmp_path):
         "runs": [{"p50_s": 4.512, "name": "a b"}],
         "hit@5": 0.98551,
         "at": "2026-12-07T10:00",
-        "m": {"voice.ppl": 13.19},
+        "m": {"voice.ppl": 13.19, "b:dense": 0.5},
     }
     (tmp_path / "r.json").write_text(json.dumps(data), encoding="utf-8")
     return Results(tmp_path)
@@ -52,6 +52,9 @@ def results(tmp_path):
         ("r.json:hit@5:.1%", "98.6%"),
         ("r.json:at:.10", "2026-12-07"),
         ("r.json:m.voice.ppl:.1f", "13.2"),
+        ("r.json:m.b:dense:.2f", "0.50"),
+        ("r.json:m.b:dense:", "0.5"),
+        ("r.json:wall_s::/2", "667.0"),
     ],
 )
 def test_a_span_renders_its_value(results, spec, expected):
