@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from llm_engineering.application.rag.retriever import HybridRetriever
     from llm_engineering.application.rag.search import SearchService
     from llm_engineering.application.rag.self_query import SelfQuery
+    from llm_engineering.application.sources.service import ArchiveImporter
     from llm_engineering.domain.types import DataCategory
 
 T = TypeVar("T")
@@ -291,6 +292,16 @@ class Container:
         dispatcher.add_resource(browser.close)
         dispatcher.add_resource(fetcher.close)
         return dispatcher
+
+    def archive_importer(self) -> ArchiveImporter:
+        """Platform exports, feeds and notes folders into the warehouse (issue #19). Feed URLs are fetched by the
+        polite HTTP client behind the crawlers' network guard; summary-only feed items are crawled by a crawler
+        batch (`crawler_dispatcher`), built only when one is needed. `close()` the importer when done."""
+        from llm_engineering.application.sources.service import ArchiveImporter
+        from llm_engineering.infrastructure.http import DomainThrottle, PoliteHttpClient
+
+        fetcher = PoliteHttpClient(self.settings, throttle=DomainThrottle(self.settings.crawler_domain_delay_s))
+        return ArchiveImporter(self.warehouse, fetcher=fetcher, crawlers=self.crawler_dispatcher)
 
     def dataset_generation(
         self, config: DatasetGenerationConfig | None = None, use_cache: bool = True, show_progress: bool = True

@@ -1,10 +1,18 @@
+from typing import Any
+
 from zenml import pipeline
 
-from steps.etl import crawl_links, get_or_create_user
+from steps.etl import crawl_links, get_or_create_user, import_archives
 
 
 @pipeline
-def digital_data_etl(user_full_name: str, links: list[str]) -> None:
-    """Crawl one author's links into the raw data warehouse."""
+def digital_data_etl(user_full_name: str, links: list[str], sources: list[dict[str, Any]] | None = None) -> None:
+    """Import one author's archives and feeds (`sources`, when given), then crawl their links, into the raw data
+    warehouse. A page both imported and listed as a link is crawled after the import, so the crawl has the last
+    word (one document either way)."""
     user = get_or_create_user(user_full_name)
-    crawl_links(user=user, links=links)
+    after = []
+    if sources:
+        after = [import_archives(user=user, sources=sources)]
+    if links:
+        crawl_links(user=user, links=links, after=after)

@@ -1,6 +1,9 @@
-"""Run the `digital_data_etl` ZenML pipeline for one author config; exit 1 if any link failed.
+"""Run the `digital_data_etl` ZenML pipeline for one author config; exit 1 if any link or archive item failed.
 
 python -m tools.etl --config configs/digital_data_etl_elena_marchetti.yaml
+
+The config lists `links:` to crawl and, optionally, `archives:` (platform exports, notes folders: a path, or a
+mapping with path / format / site_url / include_drafts / include_responses) and `feeds:` (RSS/Atom URLs or files).
 """
 
 from __future__ import annotations
@@ -9,14 +12,27 @@ import sys
 from pathlib import Path
 
 import click
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from llm_engineering.application.sources.report import SourceSpec
 from tools._cli import bootstrap, load_yaml_config, run_pipeline
 
 
 class EtlParameters(BaseModel):
     user_full_name: str = Field(min_length=1)
-    links: list[str] = Field(min_length=1)
+    links: list[str] = Field(default_factory=list)
+    archives: list[str | SourceSpec] = Field(default_factory=list)
+    feeds: list[str | SourceSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> EtlParameters:
+        if not (self.links or self.archives or self.feeds):
+            raise ValueError("give at least one of links, archives or feeds")
+        return self
+
+    def sources(self) -> list[dict]:
+        specs = [s if isinstance(s, SourceSpec) else SourceSpec(path=s) for s in [*self.archives, *self.feeds]]
+        return [s.model_dump() for s in specs]
 
 
 def read_etl_config(path: Path) -> EtlParameters:
@@ -35,20 +51,33 @@ def read_etl_config(path: Path) -> EtlParameters:
 @click.option("--verbose", is_flag=True)
 def main(config_path: Path, verbose: bool) -> None:
     bootstrap(verbose)
-    from llm_engineering.domain.errors import LLMTwinError
+    from llm_engineering.domain.errors import ImportFormatError, LLMTwinError
 
     try:
         params = read_etl_config(config_path)  # checked before ZenML loads
         from pipelines.digital_data_etl import digital_data_etl
 
+        step, output = ("crawl_links", "crawl_report") if params.links else ("import_archives", "import_report")
         run, report = run_pipeline(
-            digital_data_etl, "crawl_links", "crawl_report", user_full_name=params.user_full_name, links=params.links
-        )
+            digital_data_etl, step, output, user_full_name=params.user_full_name, links=params.links,
+            sources=params.sources(),
+        )  # fmt: skip
+    except ImportFormatError as exc:  # a bad archive: the import step read everything before writing
+        raise click.ClickException(f"{exc}\nNothing was imported from the archives and feeds.") from exc
     except LLMTwinError as exc:  # a bad config, or a step's own error (a failing link is reported, not raised)
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"\nETL run {run.name} for {report.author_full_name}:\n{report.summary_table()}")
-    if not report.ok:
-        click.echo(f"\n{len(report.failures)} of {len(report.outcomes)} link(s) failed (see above).", err=True)
+    failed = 0
+    imported = run.steps.get("import_archives")
+    if imported is not None and imported.outputs.get("import_report"):
+        import_report = imported.outputs["import_report"][0].load()
+        click.echo(f"\nArchives and feeds for {import_report.author_full_name}:\n{import_report.summary_table()}")
+        failed += len(import_report.failures)
+    if params.links:
+        click.echo(f"\nETL run {run.name} for {report.author_full_name}:\n{report.summary_table()}")
+        if not report.ok:
+            click.echo(f"\n{len(report.failures)} of {len(report.outcomes)} link(s) failed (see above).", err=True)
+            failed += len(report.failures)
+    if failed:
         sys.exit(1)
 
 

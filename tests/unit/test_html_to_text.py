@@ -138,12 +138,22 @@ def test_title_and_visible_subtitle_are_not_repeated_in_the_body():
     assert content["language"] == "en"
 
 
-def test_a_meta_description_equal_to_the_first_paragraph_stays_in_the_body():
+def test_a_meta_description_equal_to_the_first_paragraph_is_stored_once_in_the_body():
     first = "The first paragraph doubles as the page's meta description on many blogs."
     content = page(
         f"<h1>T</h1><p>{first}</p>{FILLER}", head=f'<title>T</title><meta name="description" content="{first}">'
     )
-    assert content["Subtitle"] == first and content["Content"].startswith(first)
+    assert content["Subtitle"] == "" and content["Content"].startswith(first)
+    # Cut short mid-word, as LinkedIn Pulse's description of the lead paragraph is: still the same text.
+    content = page(
+        f"<h1>T</h1><p>{first}</p>{FILLER}", head=f'<title>T</title><meta name="description" content="{first[:50]}">'
+    )
+    assert content["Subtitle"] == "" and content["Content"].startswith(first)
+    other = "A description that says something the article does not."
+    content = page(
+        f"<h1>T</h1><p>{first}</p>{FILLER}", head=f'<title>T</title><meta name="description" content="{other}">'
+    )
+    assert content["Subtitle"] == other
 
 
 def test_related_post_lists_and_affiliate_disclosures_are_dropped():

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, SecretStr
 
+from llm_engineering.application.crawlers.links import normalize_link
 from llm_engineering.domain.documents import RawDocument, UserDocument
 from llm_engineering.domain.types import Platform
 
@@ -43,12 +44,14 @@ class Crawler(ABC):
         """Release what the crawler holds itself; shared browsers and HTTP sessions are closed by the dispatcher."""
 
     def document(self, cls: type[DocumentT], link: str, author: UserDocument, content: dict, **extra: Any) -> DocumentT:
-        """The crawled document, attributed to `author` and labelled with this crawler's platform."""
+        """The crawled document, attributed to `author` and labelled with this crawler's platform. Its link is
+        normalised (`links.normalize_link`), so an archive import of the same page updates it instead of adding a
+        second document."""
         return cls(
             author_id=author.id,
             author_full_name=author.full_name,
             platform=self.platform.value,
-            link=link,
+            link=normalize_link(link),
             content=content,
             **extra,
         )

@@ -11,7 +11,8 @@
 3. trafilatura (main-content extraction, comments excluded) picks the content and returns it as XML;
    `markdown.py` writes that XML as Markdown (headings, lists, links, quotes, tables, code byte-for-byte).
 4. Repeated text is stored once: repeated blocks, pull quotes and blocks whose every sentence is already in
-   the article are dropped, and the title / subtitle are not repeated at the top of the body. A "you might
+   the article are dropped, and the title / subtitle are not repeated at the top of the body; a subtitle that the
+   body already holds (a meta description that is the lead paragraph, often cut short) is left out. A "you might
    also like" list of links and affiliate disclosures are dropped too (trafilatura keeps both on some blogs).
 """
 
@@ -118,6 +119,8 @@ def extract_article(soup: BeautifulSoup, link: str, url: str, hints: PageHints =
     content = "\n\n".join(block.text for block in blocks).strip()
     if not content:
         raise CrawlError(link, "no article text found")
+    if repeats_body(subtitle, content):  # e.g. a meta description that is the lead paragraph (LinkedIn Pulse)
+        subtitle = ""
     result = {"Title": title, "Subtitle": subtitle, "Content": content}
     if language:
         result["language"] = language
@@ -212,6 +215,7 @@ _MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _MARKUP = re.compile(r"[*_`#>|~]+")
 _TYPOGRAPHY = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-"})
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_WORD = re.compile(r"\w+")
 
 
 def text_key(text: str) -> str:
@@ -230,6 +234,19 @@ def drop_title(blocks: list[Block], title: str, subtitle: str) -> list[Block]:
             continue
         kept.append(block)
     return kept
+
+
+def repeats_body(text: str, content: str) -> bool:
+    """Whether `text` (a subtitle, a description) is already in the body, possibly cut short mid-word as meta
+    descriptions are: then it is stored once, in the body. Texts under MIN_DUPLICATE_WORDS words never count."""
+    words = _WORD.findall(text_key(text or ""))
+    if len(words) < MIN_DUPLICATE_WORDS:
+        return False
+    body = f" {' '.join(_WORD.findall(text_key(content)))} "
+    candidates = [words]
+    if len(words) >= MIN_REPEAT_WORDS:  # a truncated description ends in a cut word: compare without it
+        candidates.append(words[:-1])
+    return any(f" {' '.join(c)} " in body for c in candidates)
 
 
 def dedupe_blocks(blocks: list[Block]) -> list[Block]:
