@@ -31,6 +31,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import common
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -38,10 +40,8 @@ QUESTIONS = [json.loads(line)["question"] for line in (ROOT / "data/sample/qa.js
 
 
 def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))], 2)
+    value = common.percentile(values, q)
+    return None if value is None else round(value, 2)
 
 
 def summary(results: list[dict], wall_s: float) -> dict:

@@ -17,7 +17,8 @@ Two kinds of extractor run side by side in one run:
 - ``CRAWLER_MODES``: ``name -> callable(pages, base_url, settings) -> {page_id: (title, body)}``, whole crawls
   through the project's own crawler classes, Chromium for Medium and LinkedIn: "current" is today's crawlers
   (trafilatura-based, as the composition root wires them), "previous" the hand-rolled extractor they replaced,
-  frozen in ``bench/previous_crawlers/`` (commit 2341371, module paths rewritten) and driven by today's adapters.
+  read from a temporary ``git worktree`` at ``PREVIOUS_COMMIT`` (see ``previous_crawlers()``) and driven by
+  today's base classes and adapters.
 
 Adding a candidate is one more entry in either table. Run from the repository root:
 
@@ -27,27 +28,31 @@ Adding a candidate is one more entry in either table. Run from the repository ro
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime as dt
 import functools
-import http.server
 import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 import traceback
+import types
 import unicodedata
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from common import cpu_info, serve_directory
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES_DIR = ROOT / "bench" / "extraction_pages"
@@ -242,30 +247,9 @@ def totals(scores: list[PageScore], pages: list[Page]) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ local page server
-class _PageHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves ``/<platform>/<file>`` from the pages folder (the platform segment only shapes the URL)."""
-
-    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".html": "text/html; charset=utf-8"}
-
-    def translate_path(self, path: str) -> str:
-        name = urlsplit(path).path.rstrip("/").rsplit("/", 1)[-1]
-        return str(Path(self.directory) / name)
-
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
-        pass
-
-
-@contextmanager
-def serve(pages_dir: Path) -> Iterator[str]:
-    handler = functools.partial(_PageHandler, directory=str(pages_dir))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+def serve(pages_dir: Path):
+    """The pages folder on 127.0.0.1: ``/<platform>/<file>`` serves ``<file>`` (the platform only shapes the URL)."""
+    return serve_directory(pages_dir, flat=True)
 
 
 def local_url(base_url: str, page: Page) -> str:
@@ -399,14 +383,54 @@ def crawl_current(pages: list[Page], base_url: str, settings) -> dict[str, Crawl
         dispatcher.close()
 
 
+# The last commit with the hand-rolled extractor (before issue #12). Its crawler modules are read from a temporary
+# `git worktree` at that commit and imported as the `previous_crawlers` package: their imports of each other are
+# renamed into that package; everything else they import (crawler base classes, ports, domain, adapters) is today's.
+PREVIOUS_COMMIT = "2341371"
+PREVIOUS_DIR = "llm_engineering/application/crawlers"
+PREVIOUS_MODULES = ("html_text", "walls", "article", "browser_crawler", "medium", "linkedin")  # dependency order
+
+
+@functools.cache
+def previous_crawlers() -> types.SimpleNamespace:
+    """The previous crawler modules, imported from a git worktree at PREVIOUS_COMMIT (removed at exit)."""
+    worktree = Path(tempfile.mkdtemp(prefix="previous-crawlers-")) / "tree"
+    git = ["git", "-C", str(ROOT)]
+    subprocess.run([*git, "worktree", "add", "--detach", "--quiet", str(worktree), PREVIOUS_COMMIT], check=True)
+    atexit.register(_remove_worktree, worktree)
+    package = types.ModuleType("previous_crawlers")
+    package.__path__ = [str(worktree / PREVIOUS_DIR)]
+    sys.modules["previous_crawlers"] = package
+    old = PREVIOUS_DIR.replace("/", ".")
+    renames = {f"{old}.{name}": f"previous_crawlers.{name}" for name in PREVIOUS_MODULES}
+    if importlib.util.find_spec(f"{old}.base") is None:  # today's base classes moved: follow them
+        renames[f"{old}.base"] = "llm_engineering.application.sources.base"
+    modules = {}
+    for name in PREVIOUS_MODULES:
+        path = worktree / PREVIOUS_DIR / f"{name}.py"
+        source = path.read_text(encoding="utf-8")
+        for before, after in renames.items():
+            source = re.sub(rf"\b{re.escape(before)}\b", after, source)
+        module = types.ModuleType(f"previous_crawlers.{name}")
+        module.__file__ = str(path)
+        sys.modules[module.__name__] = module
+        exec(compile(source, str(path), "exec"), module.__dict__)  # noqa: S102 - this repository's own history
+        modules[name] = module
+    return types.SimpleNamespace(**modules)
+
+
+def _remove_worktree(worktree: Path) -> None:
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False)
+    shutil.rmtree(worktree.parent, ignore_errors=True)
+
+
 def crawl_previous(pages: list[Page], base_url: str, settings) -> dict[str, CrawlResult]:
-    """The hand-rolled extractor before issue #12 (frozen in bench/previous_crawlers/), wired as the ETL wired
+    """The hand-rolled extractor before issue #12 (from the worktree at PREVIOUS_COMMIT), wired as the ETL wired
     it then: Medium and every LinkedIn link (it had no article crawler) in Chromium, Substack and blogs over
     HTTP; today's adapters (polite HTTP client, browser session, throttle)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from previous_crawlers.article import ArticleCrawler, SubstackCrawler
-    from previous_crawlers.linkedin import LinkedInCrawler
-    from previous_crawlers.medium import MediumCrawler
+    previous = previous_crawlers()
+    ArticleCrawler, SubstackCrawler = previous.article.ArticleCrawler, previous.article.SubstackCrawler  # noqa: N806
+    LinkedInCrawler, MediumCrawler = previous.linkedin.LinkedInCrawler, previous.medium.MediumCrawler  # noqa: N806
 
     from llm_engineering.infrastructure.browser import BrowserSession
     from llm_engineering.infrastructure.http import DomainThrottle, PoliteHttpClient
@@ -492,18 +516,14 @@ def current_html(html: str, url: str) -> tuple[str, str]:
 
 
 def previous_html(html: str, url: str) -> tuple[str, str]:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from previous_crawlers.article import GENERIC_LAYOUT, SUBSTACK_LAYOUT, extract_article
-    from previous_crawlers.html_text import parse_html
-    from previous_crawlers.medium import MEDIUM_LAYOUT
-
+    previous = previous_crawlers()
     host = urlsplit(url).hostname or ""
-    layout = GENERIC_LAYOUT
+    layout = previous.article.GENERIC_LAYOUT
     if host == "medium.com" or host.endswith(".medium.com"):
-        layout = MEDIUM_LAYOUT
+        layout = previous.medium.MEDIUM_LAYOUT
     elif host.endswith("substack.com"):
-        layout = SUBSTACK_LAYOUT
-    content = extract_article(parse_html(html), url, url, layout)
+        layout = previous.article.SUBSTACK_LAYOUT
+    content = previous.article.extract_article(previous.html_text.parse_html(html), url, url, layout)
     return content["Title"], content["Content"]
 
 
@@ -605,13 +625,7 @@ def heldout_report(wcxb_dir: Path, split: str, names: list[str]) -> dict:
 
 # --------------------------------------------------------------------------------------------- environment
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_info()["cpu_model"]
 
 
 def versions() -> dict[str, str | None]:

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 import click
-from bench_retrieval_latency import percentiles
+from common import latency_summary
 from feature_env import machine, synthetic_articles
 
 
@@ -127,7 +127,7 @@ def main(articles: int, seed: int, queries: int, k: int, output: Path) -> None:
             hits = fn(i, author)
             samples.append(time.perf_counter() - started)
             assert hits
-        results[label] = percentiles(samples)
+        results[label] = latency_summary(samples)
         click.echo(f"{label:>22}: {results[label]}")
     shard.close()
 

@@ -13,23 +13,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
+import common
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
 def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return round(ordered[index], 1)
+    value = common.percentile(values, q)
+    return float("nan") if value is None else round(value, 1)
 
 
 async def run(url: str, questions: list[str], concurrency: int, k: int, max_tokens: int | None, key: str | None):
@@ -102,7 +100,7 @@ def main() -> None:
         "tokens_mean": {
             key: round(statistics.fmean(r["tokens"][key] for r in ok), 1) for key in ("prompt", "completion", "context")
         },
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": common.machine(torch=False) | {"platform": platform.platform()},
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     print(json.dumps({k: report[k] for k in ("end_to_end_ms", "stages_ms", "tokens_mean")}, indent=2))

@@ -19,29 +19,18 @@ from __future__ import annotations
 
 import json
 import random
-import statistics
 import time
 import uuid
 from pathlib import Path
 
 import click
+from common import latency_summary
 from feature_env import bench_settings, cached_embeddings, machine, synthetic_articles
 
 BACKEND_LABELS = {
     "edge": "qdrant-edge-py (Qdrant's engine in-process; exact dense search below the HNSW threshold)",
     "qdrant-local": "qdrant-client local mode (path), brute force in Python",
 }
-
-
-def percentiles(samples_s: list[float]) -> dict[str, float]:
-    ms = sorted(x * 1000 for x in samples_s)
-    return {
-        "p50_ms": round(statistics.median(ms), 2),
-        "p95_ms": round(ms[min(len(ms) - 1, int(round(0.95 * (len(ms) - 1))))], 2),
-        "mean_ms": round(statistics.fmean(ms), 2),
-        "max_ms": round(ms[-1], 2),
-        "n": len(ms),
-    }
 
 
 @click.command()
@@ -144,7 +133,10 @@ def main(articles: int, seed: int, queries: int, k: int, real_dense: bool, backe
                     end_to_end.append(time.perf_counter() - started_q)
                     store_only.append(result.metadata["timings_ms"]["search_ms"] / 1000)
                     tops.append((str(result.hits[0].chunk.id), result.hits[0].score) if result.hits else None)
-                results[label] = {"end_to_end": percentiles(end_to_end), "store_search": percentiles(store_only)}
+                results[label] = {
+                    "end_to_end": latency_summary(end_to_end),
+                    "store_search": latency_summary(store_only),
+                }
                 top_ids[backend][label] = tops
                 click.echo(f"{backend:>12} {label:>22}: {results[label]}")
             close_qdrant_clients(variant)
@@ -188,7 +180,7 @@ def main(articles: int, seed: int, queries: int, k: int, real_dense: bool, backe
                 else "random unit vectors (same exact-search cost)"
             ),
             "setup_s": {"chunk": round(chunk_s, 2), "vectors": round(vector_s, 2)},
-            "query_encode": percentiles(encode_only),
+            "query_encode": latency_summary(encode_only),
             "backends": stores,
             "top1_agreement_edge_vs_qdrant_local": agreement or None,
             "goal": "embedded (edge) hybrid end-to-end p95 <= 100 ms",

@@ -8,7 +8,6 @@ Goal (issue #2): the first import takes < 30 s; the second adds 0 documents.
 from __future__ import annotations
 
 import json
-import platform
 import random
 import tempfile
 import time
@@ -16,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import click
+from common import machine
 
 WORDS = [
     "retrieval",
@@ -109,7 +109,7 @@ def main(articles: int, output: Path) -> None:
         "second_import_counts": second.counts,
         "second_import_added": sum(c.get("inserted", 0) + c.get("updated", 0) for c in second.counts.values()),
         "goal": "first import < 30 s (includes starting the embedded server); second adds 0",
-        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "machine": machine(torch=False),
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2) + "\n")

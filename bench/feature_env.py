@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import random
 import shutil
 import socket
@@ -19,49 +18,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import common
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"
 sys.path.insert(0, str(ROOT))
 
 
-# CPU features that decide how fast vector math and model inference run (the full list is recorded too).
-SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-              "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8", "neon", "asimd", "sve")  # fmt: skip
-
-
-def cpu_info() -> dict:
-    """CPU model and flags from /proc/cpuinfo (Linux), else what the platform module knows."""
-    model, flags = "", []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key in ("model name", "Model") and not model:
-                model = value.strip()
-            elif key in ("flags", "Features") and not flags:
-                flags = value.split()
-    except OSError:
-        pass
-    return {
-        "cpu_model": model or platform.processor() or platform.machine(),
-        "simd": [f for f in SIMD_FLAGS if f in flags],
-        "cpu_flags": " ".join(flags),
-    }
-
-
 def machine() -> dict:
-    import torch  # every feature benchmark embeds with it anyway
-
-    return {
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-        **cpu_info(),
-        # the embedding model runs in float32 on the CPU (sentence-transformers' default; no bf16 cast here)
-        "embedding_dtype": "float32",
-        "torch_threads": torch.get_num_threads(),
-        "load_average_at_start": os.getloadavg(),
-    }
+    """The shared machine facts (bench/common.py) plus the embedding dtype every feature benchmark uses."""
+    # the embedding model runs in float32 on the CPU (sentence-transformers' default; no bf16 cast here)
+    return common.machine() | {"embedding_dtype": "float32"}
 
 
 CACHE_DIR = ROOT / "data" / "local" / "bench-cache"  # git-ignored

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -105,20 +102,10 @@ def warehouse(settings):
     return MongoWarehouse(settings=settings)
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
-        pass
-
-
 @pytest.fixture(scope="session")
 def fixture_server() -> Iterator[str]:
-    """tests/fixtures served over HTTP on 127.0.0.1 (a real server, real sockets)."""
-    handler = functools.partial(_QuietHandler, directory=str(FIXTURES_DIR))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    """tests/fixtures served over HTTP on 127.0.0.1 (a real server, real sockets; bench/common.py's helper)."""
+    from bench.common import serve_directory
+
+    with serve_directory(FIXTURES_DIR) as url:
+        yield url

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import http.server
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
+from bench.common import serve
 from llm_engineering.application.crawlers.article import ArticleCrawler, SubstackCrawler
 from llm_engineering.domain.documents import ArticleDocument, UserDocument
 from llm_engineering.domain.errors import BotWallError, CrawlError
@@ -63,17 +63,15 @@ class ScriptedServer:
             def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/post"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._serving = serve(Handler)
+        self.url = ""
 
     def __enter__(self) -> ScriptedServer:
-        self.thread.start()
+        self.url = f"{self._serving.__enter__()}/post"
         return self
 
     def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serving.__exit__(*exc)
 
 
 @pytest.fixture
@@ -218,19 +216,15 @@ def test_per_domain_delay_and_user_agent(settings):
         def log_message(self, format: str, *args) -> None:  # noqa: A002
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     client = PoliteHttpClient(settings.model_copy(update={"crawler_domain_delay_s": 0.3}))
-    try:
-        base = f"http://127.0.0.1:{server.server_address[1]}"
-        started = time.monotonic()
-        client.get(f"{base}/a")
-        client.get(f"{base}/b")
-        assert time.monotonic() - started >= 0.29
-    finally:
-        client.close()
-        server.shutdown()
-        server.server_close()
+    with serve(Handler) as base:
+        try:
+            started = time.monotonic()
+            client.get(f"{base}/a")
+            client.get(f"{base}/b")
+            assert time.monotonic() - started >= 0.29
+        finally:
+            client.close()
     assert agents == [settings.crawler_user_agent] * 2
 
 
@@ -252,16 +246,13 @@ def test_a_non_html_link_is_a_clear_error(settings, author):
         def log_message(self, format: str, *args) -> None:  # noqa: A002
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     crawler = ArticleCrawler(PoliteHttpClient(settings))
-    try:
-        with pytest.raises(CrawlError, match=r"not a web page \(application/pdf\)"):
-            crawler.crawl(f"http://127.0.0.1:{server.server_address[1]}/paper.pdf", author)
-    finally:
-        crawler.fetcher.close()
-        server.shutdown()
-        server.server_close()
+    with serve(Handler) as base:
+        try:
+            with pytest.raises(CrawlError, match=r"not a web page \(application/pdf\)"):
+                crawler.crawl(f"{base}/paper.pdf", author)
+        finally:
+            crawler.fetcher.close()
 
 
 def test_private_and_link_local_targets_are_refused_without_a_request(settings, author):
@@ -294,15 +285,12 @@ def test_a_redirect_to_a_link_local_address_is_refused_before_it_is_followed(set
         def log_message(self, format: str, *args) -> None:  # noqa: A002
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    link = f"http://127.0.0.1:{server.server_address[1]}/post"
     crawler = ArticleCrawler(PoliteHttpClient(settings.model_copy(update={"crawler_max_retries": 0})))
-    try:
-        with pytest.raises(CrawlError, match=r"a redirect to http://169\.254\.169\.254/.*link-local") as info:
-            crawler.crawl(link, author)
-        assert info.value.link == link and hits == ["/post"]
-    finally:
-        crawler.fetcher.close()
-        server.shutdown()
-        server.server_close()
+    with serve(Redirect) as base:
+        link = f"{base}/post"
+        try:
+            with pytest.raises(CrawlError, match=r"a redirect to http://169\.254\.169\.254/.*link-local") as info:
+                crawler.crawl(link, author)
+            assert info.value.link == link and hits == ["/post"]
+        finally:
+            crawler.fetcher.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.server
 import os
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from bench.common import serve
 from llm_engineering.application.crawlers.linkedin import LinkedInArticleCrawler, LinkedInCrawler
 from llm_engineering.application.crawlers.medium import MediumCrawler
 from llm_engineering.domain.documents import ArticleDocument, PostDocument, UserDocument
@@ -128,19 +128,14 @@ class _SlowHandler(http.server.BaseHTTPRequestHandler):
 
 
 def test_page_load_timeout_is_a_crawl_error_and_the_browser_stays_usable(settings, browser, fixture_server, author):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    link = f"http://127.0.0.1:{server.server_address[1]}/slow"
     crawler = _medium(settings, browser, crawler_timeout_s=1.0)
-    try:
+    with serve(_SlowHandler) as base:
+        link = f"{base}/slow"
         started = time.monotonic()
         with pytest.raises(CrawlError, match=r"page did not load within 1s") as info:
             crawler.crawl(link, author)
         assert info.value.link == link
         assert time.monotonic() - started < 2.9
-    finally:
-        server.shutdown()
-        server.server_close()
     # The same browser goes on with the next link of the batch.
     doc = crawler.crawl(f"{fixture_server}/medium_article.html", author)
     assert doc.content["Title"] == "Building an LLM Twin"

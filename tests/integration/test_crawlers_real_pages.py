@@ -5,20 +5,17 @@ twice and none of its chrome strings (manifest.jsonl)."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
 import re
-import threading
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
+from bench.common import serve_directory
 from llm_engineering.application.crawlers.dispatcher import CrawlerDispatcher
 from llm_engineering.domain.documents import ArticleDocument, UserDocument
 from llm_engineering.settings import Settings
@@ -73,28 +70,11 @@ def repeated_sentences(body: str) -> list[str]:
 
 
 # --- fixtures -------------------------------------------------------------------------------------------------------
-class _PageHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves /<platform>/<file> from the pages folder."""
-
-    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".html": "text/html; charset=utf-8"}
-
-    def translate_path(self, path: str) -> str:
-        return str(Path(self.directory) / urlsplit(path).path.rstrip("/").rsplit("/", 1)[-1])
-
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
-        pass
-
-
 @pytest.fixture(scope="module")
 def pages_server() -> Iterator[str]:
-    handler = functools.partial(_PageHandler, directory=str(PAGES_DIR))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    """Serves /<platform>/<file> from the pages folder (the benchmark's server, bench/common.py)."""
+    with serve_directory(PAGES_DIR, flat=True) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
