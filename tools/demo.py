@@ -31,7 +31,7 @@ from pathlib import Path
 
 import click
 
-from tools._cli import bootstrap
+from tools._cli import bootstrap, run_cli
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_QUESTION = "Why should documents be chunked by tokens rather than by characters?"
@@ -206,10 +206,10 @@ def main(
     from llm_engineering.application.tables import format_key_values
     from llm_engineering.application.warehouse.transfer import import_warehouse
     from llm_engineering.domain.errors import LLMTwinError
+    from llm_engineering.infrastructure.ml.inference_engine import start_llm_server, stop_llm_server
+    from llm_engineering.infrastructure.ml.prepare import prepare_packaged_model
     from llm_engineering.infrastructure.mongo.server import embedded_server
     from llm_engineering.infrastructure.qdrant import vector_store_location
-    from llm_engineering.model.inference_engine import start_llm_server, stop_llm_server
-    from llm_engineering.model.prepare import prepare_packaged_model
     from llm_engineering.wiring import get_container
     from tools.features import read_feature_config, run_feature_pipeline
 
@@ -312,7 +312,7 @@ def _generate_datasets(settings, config_path: Path):
 
 def _train(settings, config_path: Path, dataset_dir: Path):
     from llm_engineering.application.tables import format_key_values
-    from llm_engineering.model.training.config import load_training_config
+    from llm_engineering.infrastructure.ml.training.config import load_training_config
     from tools.train import run_training
 
     report, title = run_training(settings, load_training_config(config_path), dataset_dir, None)
@@ -323,11 +323,12 @@ def _train(settings, config_path: Path, dataset_dir: Path):
 def _answer_over_http(settings, question: str) -> None:
     from llm_engineering.infrastructure.api.app import create_app
     from llm_engineering.infrastructure.local_services import find_free_port, port_is_open
+    from llm_engineering.wiring import get_container
 
     port = settings.inference_port
     if port_is_open(settings.inference_host, port):
         port = find_free_port(settings.inference_host)
-    with _InProcessAPI(create_app(settings), settings.inference_host, port) as api:
+    with _InProcessAPI(create_app(settings, services=get_container(settings)), settings.inference_host, port) as api:
         click.echo(f"POST {api.url}/rag")
         _ask_over_http(api.url, question, settings.inference_request_timeout_s + 30)
 
@@ -348,4 +349,4 @@ def _evaluate(settings, config_path: Path, dataset_dir: Path) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from tools._cli import bootstrap, run_pipeline
+from tools._cli import bootstrap, check_input_file, run_cli, run_pipeline
 
 
 def run(
@@ -31,8 +31,8 @@ def run(
 ) -> Any:
     """The evaluation through the ZenML pipeline (or in this process); returns the EvaluationReport."""
     if not use_zenml:
-        from llm_engineering.model.evaluation.runner import prepare_plan, run_evaluation
         from llm_engineering.wiring import get_container
+        from llm_engineering.wiring.evaluation import prepare_plan, run_evaluation
 
         plan = prepare_plan(settings, config, models, dataset, qa, output)
         report, _ = run_evaluation(settings, get_container(settings).evaluation(plan.config), plan)
@@ -83,11 +83,16 @@ def main(
     settings = bootstrap(verbose)
     from llm_engineering.application.evaluation.config import load_evaluation_config
     from llm_engineering.domain.errors import LLMTwinError
-    from llm_engineering.model.evaluation.runtime import parse_models_option
+    from llm_engineering.infrastructure.ml.model_runtime import parse_models_option
+    from llm_engineering.wiring.evaluation import prepare_plan
 
     try:
-        config = load_evaluation_config(config_path)
+        config = load_evaluation_config(check_input_file(config_path, "config"))
+        if qa:
+            check_input_file(qa, "QA file")
         specs = parse_models_option(models, config.models) if models else None
+        # Resolve and validate models, dataset and QA file before any work (and before ZenML starts a run).
+        prepare_plan(settings, config, specs, dataset, qa, output)
         report = run(settings, config, specs, dataset, qa, output, use_zenml=not no_zenml)
     except LLMTwinError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -95,4 +100,4 @@ def main(
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

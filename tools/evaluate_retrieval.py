@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from tools._cli import bootstrap
+from tools._cli import bootstrap, check_input_file, check_output_path, run_cli
 
 
 def machine_facts(container: Any) -> dict[str, Any]:
@@ -24,7 +24,7 @@ def machine_facts(container: Any) -> dict[str, Any]:
 
     import torch
 
-    from llm_engineering.model.training.backends import cpu_flags
+    from llm_engineering.infrastructure.ml.training.backends import cpu_flags
 
     scorer = getattr(container.reranker, "scorer", None)  # the query-likelihood reranker's LM (None otherwise)
     return {
@@ -58,7 +58,9 @@ def main(qa_path: Path, k: int, output: Path, modes: tuple[str, ...], author_fro
     from llm_engineering.wiring import get_container
 
     try:
-        items = load_qa(qa_path)
+        # Inputs and the output path are checked before the (minutes-long) evaluation starts.
+        check_output_path(output, "--output")
+        items = load_qa(check_input_file(qa_path, "QA file"))
         container = get_container(settings)
         if not container.feature_store.exists():
             raise click.ClickException("the feature store is empty: run `poe run-feature-engineering-pipeline` first")
@@ -102,4 +104,4 @@ def main(qa_path: Path, k: int, output: Path, modes: tuple[str, ...], author_fro
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
-from llm_engineering.domain.errors import LLMTwinError
-from llm_engineering.settings import get_settings
+from tools._cli import bootstrap, run_cli
 
 
 @click.group()
@@ -19,31 +17,28 @@ def cli() -> None:
 @cli.command()
 def up() -> None:
     """Start vLLM with the configured model and wait until GET /v1/models answers."""
-    from llm_engineering.model.inference_engine import start_llm_server
+    from llm_engineering.infrastructure.ml.inference_engine import start_llm_server
 
-    settings = get_settings()
-    try:
-        started = start_llm_server(settings)
-    except LLMTwinError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    settings = bootstrap()
+    started = start_llm_server(settings)  # its errors become one `Error:` line (run_cli)
     click.echo(f"{'started' if started else 'already running'}: {settings.llm_base_url} ({settings.llm_model_id})")
 
 
 @cli.command()
 def down() -> None:
     """Stop the vLLM server this project started."""
-    from llm_engineering.model.inference_engine import stop_llm_server
+    from llm_engineering.infrastructure.ml.inference_engine import stop_llm_server
 
-    click.echo("stopped" if stop_llm_server(get_settings()) else "not running (nothing this project started)")
+    stopped = stop_llm_server(bootstrap())  # the whole process group, and what a killed server left behind
+    click.echo("stopped" if stopped else "not running (nothing this project started)")
 
 
 @cli.command()
 def status() -> None:
-    from llm_engineering.model.inference_engine import llm_server_status
+    from llm_engineering.infrastructure.ml.inference_engine import llm_server_status
 
-    click.echo(json.dumps(llm_server_status(get_settings()), indent=2))
+    click.echo(json.dumps(llm_server_status(bootstrap()), indent=2))
 
 
 if __name__ == "__main__":
-    cli()
+    run_cli(cli)

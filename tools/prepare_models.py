@@ -8,12 +8,13 @@ import click
 
 from llm_engineering.domain.errors import LLMTwinError
 from llm_engineering.settings import get_settings
+from tools._cli import run_cli
 
 
 @click.command()
 @click.option("--force", is_flag=True, help="Convert again even if a prepared checkpoint exists.")
 def main(force: bool) -> None:
-    from llm_engineering.model.prepare import prepare_packaged_model
+    from llm_engineering.infrastructure.ml.prepare import prepare_packaged_model
 
     try:
         path = prepare_packaged_model(get_settings(), force=force)
@@ -24,4 +25,4 @@ def main(force: bool) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

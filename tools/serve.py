@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from tools._cli import bootstrap
+from tools._cli import bootstrap, run_cli
 
 
 @click.command()
@@ -21,12 +21,32 @@ def main(host: str | None, port: int | None, verbose: bool) -> None:
     import uvicorn
 
     from llm_engineering.infrastructure.api.app import create_app
+    from llm_engineering.infrastructure.logs import (
+        SERVICE_FORMAT,
+        configure_logging,
+        debug_requested,
+        uvicorn_log_config,
+    )
+
+    # A service logs tracebacks of genuine bugs (never variable values), timestamped; uvicorn's loggers go through
+    # the same redacting sink.
+    level = "DEBUG" if verbose or debug_requested() else "INFO"
+    configure_logging(settings, level=level, fmt=SERVICE_FORMAT, tracebacks=True)
+    from llm_engineering.wiring import get_container
 
     host = host or settings.inference_host
     port = port or settings.inference_port
     click.echo(f"RAG service on http://{host}:{port}/ (chat page), /rag, /v1/chat/completions, /ready")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=verbose)
+    app = create_app(settings, services=get_container(settings))
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=level.lower(),
+        access_log=verbose,
+        log_config=uvicorn_log_config(level, access_log=verbose),
+    )
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from tools._cli import bootstrap, run_pipeline
+from tools._cli import bootstrap, check_input_file, run_cli, run_pipeline
 
 
 def format_table(rows: list[tuple[str, Any]]) -> str:
@@ -27,7 +27,7 @@ def run_training(
 ) -> tuple[Any, str]:
     """Train through the ZenML pipeline (or in this process) and return (TrainingReport, title)."""
     if not use_zenml:
-        from llm_engineering.model.training.service import train_twin
+        from llm_engineering.wiring.training import train_twin
 
         return train_twin(config, dataset_dir, max_steps, settings=settings), "Training (in-process)"
     from pipelines.training import TWIN_MODEL, training
@@ -51,15 +51,19 @@ def main(config_path: Path, dataset: str | None, max_steps: int | None, no_zenml
     # made small forward passes ~15x slower (measured, docs/training.md).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     settings = bootstrap(verbose)
+    from llm_engineering.application.datasets.reader import load_training_data, resolve_dataset_dir
     from llm_engineering.domain.errors import LLMTwinError
-    from llm_engineering.model.training.config import load_training_config
-    from llm_engineering.model.training.data import resolve_dataset_dir
+    from llm_engineering.infrastructure.ml.training.config import load_training_config
+    from llm_engineering.infrastructure.model_check import check_model_available
 
     try:
-        config = load_training_config(config_path)
-        dataset_dir = resolve_dataset_dir(settings.data_dir, dataset)
+        config = load_training_config(check_input_file(config_path, "config"))
         if "/" not in config.model or Path(config.model).expanduser().exists():
             os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a packaged, registered or local model: nothing to fetch
+        # Before any work (no run folder, tracker archive or ZenML run yet): the model exists, the dataset reads.
+        check_model_available(config.model, settings, setting=f"{config_path}: model")
+        dataset_dir = resolve_dataset_dir(settings.data_dir, dataset)
+        load_training_data(dataset_dir, need_preference=config.dpo.enabled)
         report, title = run_training(settings, config, dataset_dir, max_steps, use_zenml=not no_zenml)
     except LLMTwinError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -72,4 +76,4 @@ def main(config_path: Path, dataset: str | None, max_steps: int | None, no_zenml
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -46,7 +46,7 @@ def main() -> None:
 
     from llm_engineering.application.rag.query_likelihood import QueryLikelihoodReranker
     from llm_engineering.domain.prompts import query_likelihood_messages
-    from llm_engineering.model.evaluation.scorer import TransformersScorer
+    from llm_engineering.infrastructure.ml.scorer import TransformersScorer
 
     texts = []
     for path in sorted(TINY_DATASET.glob("instruct_*.jsonl")):

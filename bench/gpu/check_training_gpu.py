@@ -135,12 +135,12 @@ def build_random_model(shape: str, folder: Path) -> int:
 def run_shape(shape: str, steps: int, scratch: Path) -> dict:
     import torch
 
-    from llm_engineering.model.training.backends import select_backend
-    from llm_engineering.model.training.config import parse_training_config
-    from llm_engineering.model.training.data import load_training_data
-    from llm_engineering.model.training.dpo import run_dpo
-    from llm_engineering.model.training.merge import merge_adapter
-    from llm_engineering.model.training.sft import run_sft
+    from llm_engineering.infrastructure.ml.training.backends import select_backend
+    from llm_engineering.infrastructure.ml.training.config import parse_training_config
+    from llm_engineering.application.datasets.reader import load_training_data
+    from llm_engineering.infrastructure.ml.training.dpo import run_dpo
+    from llm_engineering.infrastructure.ml.training.merge import merge_adapter
+    from llm_engineering.infrastructure.ml.training.sft import run_sft
 
     base = scratch / f"base-{shape}"
     base.mkdir(parents=True)

@@ -21,6 +21,8 @@ from llm_engineering.domain.vectors import SparseVec
 
 if TYPE_CHECKING:
     from llm_engineering.application.crawlers.base import Crawler
+    from llm_engineering.application.evaluation.results import ModelUnderTest
+    from llm_engineering.application.evaluation.service import JudgeEndpoint
 
 
 # --- Raw data warehouse ------------------------------------------------------------------------------------------
@@ -300,4 +302,23 @@ class SequenceScorer(Protocol):
 
     def close(self) -> None:
         """Release the model's memory."""
+        ...
+
+
+class ModelRuntime(Protocol):
+    """Runs the models an evaluation compares: a scorer per checkpoint, an LLM answering with one checkpoint for
+    the duration of a block (a vLLM server, or transformers in-process), and the judge for the run."""
+
+    generation_backend: str
+
+    def scorer(self, model: ModelUnderTest) -> SequenceScorer:
+        """A scorer over `model`'s checkpoint; the caller closes it."""
+        ...
+
+    def serve(self, model: ModelUnderTest) -> AbstractContextManager[LLM]:
+        """`model` answering through the LLM port inside the block; stopped afterwards."""
+        ...
+
+    def judge(self) -> AbstractContextManager[JudgeEndpoint]:
+        """The judge endpoint (or the reason there is none) inside the block."""
         ...

@@ -1,7 +1,7 @@
 """Fine-tuning datasets made from the author's own writing: extracts, samples, preference pairs, the report.
 
 Pure pydantic models. The rows written to disk (`InstructRow`, `PreferenceRow`) are the contract with training
-(`llm_engineering/model/training/data.py`) and evaluation: `messages` / `prompt` are chat messages
+(`llm_engineering/application/datasets/reader.py`) and evaluation: `messages` / `prompt` are chat messages
 (`{role, content}`) in the twin's template (`domain/prompts.py`).
 """
 

@@ -40,8 +40,8 @@ def prepare_evaluation(
     output: str | None = None,
 ) -> Annotated[EvaluationPlan, "evaluation_plan"]:
     from llm_engineering.application.evaluation.config import parse_evaluation_config
-    from llm_engineering.model.evaluation.runner import prepare_plan
     from llm_engineering.settings import get_settings
+    from llm_engineering.wiring.evaluation import prepare_plan
 
     plan = prepare_plan(get_settings(), parse_evaluation_config(config), models, dataset, qa, output)
     log_metadata(
@@ -99,8 +99,8 @@ def promote_twin(
     plan: EvaluationPlan, voice: list[VoiceResult], generations: list[GenerationResult], judge: JudgePhase
 ) -> Annotated[PromotionDecision, "promotion"]:
     from llm_engineering.application.evaluation.report import build_summary
-    from llm_engineering.model.evaluation.runner import promotion_for
     from llm_engineering.settings import get_settings
+    from llm_engineering.wiring.evaluation import promotion_for
 
     summary = build_summary([m.name for m in plan.models], voice, generations, judge)
     decision = promotion_for(get_settings(), plan, summary)
@@ -117,12 +117,13 @@ def write_evaluation_report(
     retrieval: dict[str, Any],
     promotion: PromotionDecision,
 ) -> Annotated[EvaluationReport, "evaluation_report"]:
-    from llm_engineering.model.evaluation.runner import build_report, publish
-    from llm_engineering.model.evaluation.tracking import zenml_metadata
+    from llm_engineering.application.evaluation.report import build_report
+    from llm_engineering.infrastructure.tracking.evaluation import zenml_metadata
     from llm_engineering.settings import get_settings
+    from llm_engineering.wiring.evaluation import candidate_training, publish
 
     started = time.monotonic()
-    report = build_report(plan, voice, generations, judge, retrieval, promotion)
+    report = build_report(plan, voice, generations, judge, retrieval, promotion, training=candidate_training(plan))
     published = publish(get_settings(), report)
     report.timings_s["report"] = round(time.monotonic() - started, 2)
     log_metadata(metadata={**zenml_metadata(report), "report_paths": published["paths"]})

@@ -1,4 +1,4 @@
-"""Thin ZenML steps of the training pipeline; the logic is in llm_engineering.model.training.service.
+"""Thin ZenML steps of the training pipeline; the logic is in llm_engineering.wiring.training.
 
 The weights stay on disk (the run dir, then the registry); the step artifacts are small pydantic results
 (paths, metrics, loss curves) that ZenML links to the `llm-twin` model version of the run.
@@ -11,8 +11,8 @@ from typing import Annotated, Any
 
 from zenml import log_metadata, step
 
-from llm_engineering.model.training.common import StageResult
-from llm_engineering.model.training.service import TrainingReport, TrainingRun
+from llm_engineering.infrastructure.ml.training.common import StageResult
+from llm_engineering.wiring.training import TrainingReport, TrainingRun
 
 
 def _numbers(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -23,8 +23,8 @@ def _numbers(metrics: dict[str, Any]) -> dict[str, Any]:
 def prepare_training_run(
     config: dict[str, Any], dataset_dir: str | None = None, max_steps: int | None = None
 ) -> Annotated[TrainingRun, "training_run"]:
-    from llm_engineering.model.training.config import parse_training_config
-    from llm_engineering.model.training.service import plan_training_run
+    from llm_engineering.infrastructure.ml.training.config import parse_training_config
+    from llm_engineering.wiring.training import plan_training_run
 
     run = plan_training_run(parse_training_config(config), dataset_dir, max_steps=max_steps)
     log_metadata(
@@ -45,7 +45,7 @@ def prepare_training_run(
 
 @step(enable_cache=False)
 def train_sft(run: TrainingRun) -> Annotated[StageResult, "sft_result"]:
-    from llm_engineering.model.training.service import run_sft_stage
+    from llm_engineering.wiring.training import run_sft_stage
 
     result = run_sft_stage(run)
     log_metadata(metadata={"sft": _numbers(result.metrics), "resumed_from": str(result.resumed_from)})
@@ -54,7 +54,7 @@ def train_sft(run: TrainingRun) -> Annotated[StageResult, "sft_result"]:
 
 @step(enable_cache=False)
 def train_dpo(run: TrainingRun, sft: StageResult) -> Annotated[StageResult, "dpo_result"]:
-    from llm_engineering.model.training.service import run_dpo_stage
+    from llm_engineering.wiring.training import run_dpo_stage
 
     result = run_dpo_stage(run, sft)
     if result is None:  # the pipeline only wires this step when dpo.enabled
@@ -67,8 +67,8 @@ def train_dpo(run: TrainingRun, sft: StageResult) -> Annotated[StageResult, "dpo
 def register_twin(
     run: TrainingRun, sft: StageResult, dpo: StageResult | None = None
 ) -> Annotated[TrainingReport, "training_report"]:
-    from llm_engineering.model.training.registry import register_in_zenml, update_manifest
-    from llm_engineering.model.training.service import finish_run, write_report
+    from llm_engineering.infrastructure.registry import register_in_zenml, update_manifest
+    from llm_engineering.wiring.training import finish_run, write_report
 
     report = finish_run(run, sft, dpo, wall_s=None)
     metadata = {

@@ -84,7 +84,7 @@ def test_budget_arithmetic():
 
 @pytest.mark.slow
 def test_real_tokenizer_counts_and_truncates_on_token_boundaries():
-    from llm_engineering.model.prepare import prepare_packaged_model
+    from llm_engineering.infrastructure.ml.prepare import prepare_packaged_model
     from llm_engineering.settings import Settings
 
     # The served model's own tokenizer (converted once from the packaged GGUF, then cached).

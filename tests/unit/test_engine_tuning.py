@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llm_engineering.domain.errors import ConfigurationError
-from llm_engineering.model.inference_engine import CPUProfile, cpu_profile, engine_tuning
+from llm_engineering.infrastructure.ml.inference_engine import CPUProfile, cpu_profile, engine_tuning
 from llm_engineering.settings import Settings
 
 AVX2_ONLY = CPUProfile("AMD EPYC (AVX2)", [0, 1], frozenset({"sse4_2", "avx", "avx2", "fma", "f16c"}))

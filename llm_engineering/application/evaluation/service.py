@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,21 +23,20 @@ from pydantic import BaseModel, Field
 
 from llm_engineering.application.evaluation.config import EvaluationConfig
 from llm_engineering.application.evaluation.judge import Judge, judge_model
-from llm_engineering.application.evaluation.rag_quality import (
-    CapturingTracer,
+from llm_engineering.application.evaluation.qa_set import (
     QAReference,
-    aggregate,
-    answer_questions,
-    build_ragas_llm_metrics,
     load_qa_with_references,
-    nonllm_metrics,
+    reference_contexts,
+    select_questions,
+)
+from llm_engineering.application.evaluation.rag_capture import CapturingTracer, answer_questions
+from llm_engineering.application.evaluation.rag_quality import aggregate, nonllm_metrics, speed_metrics
+from llm_engineering.application.evaluation.ragas_adapters import (
+    build_ragas_llm_metrics,
     ragas_available,
     ragas_embeddings_adapter,
     ragas_llm_adapter,
-    reference_contexts,
     score_ragas_llm,
-    select_questions,
-    speed_metrics,
 )
 from llm_engineering.application.evaluation.results import (
     GeneratedAnswer,
@@ -52,7 +50,14 @@ from llm_engineering.application.evaluation.results import (
 from llm_engineering.application.evaluation.retrieval import QAItem, evaluate_retrieval
 from llm_engineering.application.evaluation.voice import instruct_example, score_voice, style_metrics
 from llm_engineering.application.jsonl import read_jsonl_objects
-from llm_engineering.application.ports import LLM, AuthorDirectory, Embedder, PromptTokenCounter, Retriever
+from llm_engineering.application.ports import (
+    LLM,
+    AuthorDirectory,
+    Embedder,
+    ModelRuntime,
+    PromptTokenCounter,
+    Retriever,
+)
 from llm_engineering.domain.datasets import INSTRUCT_FILES, PREFERENCE_FILES
 from llm_engineering.domain.errors import ConfigurationError
 
@@ -84,10 +89,7 @@ class JudgeEndpoint(BaseModel):
 
 @dataclass
 class EvaluationDeps:
-    scorer_factory: Callable[[ModelUnderTest], Any]  # -> SequenceScorer
-    serve_model: Callable[[ModelUnderTest], AbstractContextManager[LLM]]
-    judge_session: Callable[[], AbstractContextManager[JudgeEndpoint]]
-    generation_backend: str = "vllm"
+    runtime: ModelRuntime
     retriever: Retriever | None = None
     search: Retriever | None = None  # resolves the author filter from the question, as /search does
     authors: AuthorDirectory | None = None
@@ -210,7 +212,7 @@ class EvaluationService:
         results: list[VoiceResult] = []
         for model in ordered:
             started = time.monotonic()
-            scorer = self.deps.scorer_factory(model)
+            scorer = self.deps.runtime.scorer(model)
             try:
                 is_reference = model.name == reference_name
                 result, pairs = score_voice(
@@ -291,9 +293,9 @@ class EvaluationService:
     ) -> GenerationResult:
         started = time.monotonic()
         gen = plan.config.generation
-        result = GenerationResult(model=model.name, backend=self.deps.generation_backend)
+        result = GenerationResult(model=model.name, backend=self.deps.runtime.generation_backend)
         try:
-            with self.deps.serve_model(model) as llm:
+            with self.deps.runtime.serve(model) as llm:
                 result.served_as = getattr(llm, "base_url", "")
                 result.voice_answers = await self._voice_answers(llm, plan)
                 if self._rag_ready(plan):
@@ -387,7 +389,7 @@ class EvaluationService:
             phase.reason = "judge disabled in the config (judge.enabled: false)"
             phase.skipped = [Skipped(metric=m, reason=phase.reason) for m in judge_metrics + ragas_metrics]
             return phase
-        with self.deps.judge_session() as endpoint:
+        with self.deps.runtime.judge() as endpoint:
             phase.base_url, phase.model, phase.warning = endpoint.base_url, endpoint.model, endpoint.warning
             if endpoint.llm is None:
                 phase.reason = endpoint.reason or "no judge endpoint"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.middleware.cors import CORSMiddleware
@@ -131,19 +132,20 @@ def create_app(
     settings: Settings | None = None,
     rag_service: RAGService | None = None,
     search_service: SearchService | None = None,
+    *,
+    services: Any = None,
 ) -> FastAPI:
-    """The app. Nothing connects at creation; services come from the composition root on startup (or are
-    given, for tests)."""
+    """The app. Nothing connects at creation. Its entry point hands it its services: either built ones
+    (`rag_service`, `search_service`: tests) or a provider whose `rag_service` / `search_service` attributes are
+    read on startup (the composition root's container: `tools/serve.py`). The API never builds adapters itself."""
     settings = settings or get_settings()
+    if services is None and (rag_service is None or search_service is None):
+        raise TypeError("create_app needs rag_service and search_service, or services= (the container)")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if rag_service is None or search_service is None:
-            from llm_engineering.wiring import get_container
-
-            container = get_container(settings)
-        app.state.rag = rag_service or container.rag_service
-        app.state.search = search_service or container.search_service
+        app.state.rag = rag_service or services.rag_service
+        app.state.search = search_service or services.search_service
         try:
             yield
         finally:

@@ -14,7 +14,6 @@ from pathlib import Path
 from loguru import logger
 
 from llm_engineering.application.ports import PromptTokenCounter
-from llm_engineering.settings import Settings
 
 
 class TokenizerCounter:
@@ -59,16 +58,9 @@ class ApproxTokenCounter:
         return text[: max(0, int(max_tokens * self.chars_per_token))]
 
 
-def load_token_counter(settings: Settings) -> PromptTokenCounter:
-    """The served model's tokenizer when it can be found locally, else the approximation (logged once)."""
-    from llm_engineering.domain.errors import ConfigurationError
-    from llm_engineering.model.prepare import resolve_model
-
-    try:
-        model = resolve_model(settings)
-    except ConfigurationError as exc:
-        logger.warning(f"Token counts are approximate: {exc}")
-        return ApproxTokenCounter()
+def load_token_counter(model: str) -> PromptTokenCounter:
+    """The tokenizer of `model` (a resolved checkpoint folder or a hub id) when it can be found locally, else the
+    approximation (logged once). The caller resolves the served model: this adapter knows no registry."""
     local = Path(model)
     if (local / "tokenizer.json").is_file():
         return TokenizerCounter.from_file(local / "tokenizer.json")

@@ -83,7 +83,7 @@ def test_pipeline_on_the_sample_corpus_then_a_cached_rerun(rag_corpus_settings, 
     assert run.run_metadata["instruct"] == report["instruct"] and run.run_metadata["drops"] == report["drops"]
 
     # The training side reads it.
-    from llm_engineering.model.training.data import load_training_data
+    from llm_engineering.application.datasets.reader import load_training_data
 
     data = load_training_data(out)
     assert data.info.counts["instruct_train"] == report["instruct"]["train"]

@@ -25,7 +25,7 @@ def link_checkpoint(source: Path, target: Path) -> Path:
 
 def make_registry_version(models_dir: Path, source: Path, version: str = "v0001", name: str = "llm-twin") -> Path:
     """`models_dir/llm-twin/<version>` (+ `sft/`, manifest, training loss histories) from `source`, `latest`
-    pointing at it — the layout llm_engineering.model.training.registry writes."""
+    pointing at it — the layout llm_engineering.infrastructure.registry writes."""
     root = Path(models_dir) / name / version
     link_checkpoint(source, root)
     link_checkpoint(source, root / "sft")

@@ -20,7 +20,7 @@ def _fake_checkpoint(path: Path) -> Path:
 
 
 def test_models_resolve_to_registry_checkpoints_and_missing_ones_are_clear_errors(tmp_path):
-    from llm_engineering.model.evaluation.runtime import resolve_model, resolve_models
+    from llm_engineering.infrastructure.ml.model_runtime import resolve_model, resolve_models
 
     settings = Settings(data_dir=tmp_path)
     with pytest.raises(ConfigurationError, match="no version of llm-twin is registered yet"):
@@ -49,7 +49,7 @@ def test_perplexity_of_a_known_sequence_matches_the_models_own_loss(prepared_mod
     import torch
 
     from llm_engineering.application.evaluation.voice import perplexity
-    from llm_engineering.model.evaluation.scorer import TransformersScorer
+    from llm_engineering.infrastructure.ml.scorer import TransformersScorer
 
     scorer = TransformersScorer(prepared_model_dir, threads=2, batch_size=2)
     prompt = [{"role": "system", "content": "You are a helpful assistant."},

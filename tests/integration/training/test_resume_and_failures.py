@@ -33,9 +33,9 @@ def wait_for_checkpoint(runs: Path, process: subprocess.Popen, timeout: float = 
 
 
 def test_killed_run_registers_nothing_and_resumes_from_its_checkpoint(train_settings, tmp_path: Path) -> None:
-    from llm_engineering.model.training.config import load_training_config
-    from llm_engineering.model.training.registry import list_versions
-    from llm_engineering.model.training.service import train_twin
+    from llm_engineering.infrastructure.ml.training.config import load_training_config
+    from llm_engineering.infrastructure.registry import list_versions
+    from llm_engineering.wiring.training import train_twin
 
     dataset = subset_dataset(tmp_path / "dataset", train=8, test=2)
     config_path = write_config(
@@ -81,8 +81,8 @@ def test_killed_run_registers_nothing_and_resumes_from_its_checkpoint(train_sett
 
 
 def test_a_run_failing_after_sft_registers_nothing_and_keeps_sft(train_settings, tmp_path: Path) -> None:
-    from llm_engineering.model.training.registry import list_versions
-    from llm_engineering.model.training.service import train_twin
+    from llm_engineering.infrastructure.registry import list_versions
+    from llm_engineering.wiring.training import train_twin
 
     dataset = subset_dataset(tmp_path / "dataset", train=4, test=2)
     # DPO's max_length is shorter than every prompt: the DPO stage fails, after SFT finished.

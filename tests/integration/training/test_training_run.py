@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, packaged_model_dir: Path) -> Iterator[tuple]:
     """One short run for the whole module: 8 training samples, SFT 12 steps (3 epochs), DPO 6 steps."""
-    from llm_engineering.model.training.service import train_twin
+    from llm_engineering.wiring.training import train_twin
     from llm_engineering.settings import Settings, get_settings
 
     root = tmp_path_factory.mktemp("trained")
@@ -73,7 +73,7 @@ def test_dpo_logs_rewards_and_its_loss_falls(trained) -> None:
 
 
 def test_registered_version_layout(trained) -> None:
-    from llm_engineering.model.training.registry import resolve_registered_model
+    from llm_engineering.infrastructure.registry import resolve_registered_model
 
     report, settings, dataset = trained
     version = Path(report.registered.path)
@@ -144,9 +144,9 @@ def test_run_dir_keeps_checkpoints_only_when_asked(trained) -> None:
 
 
 def test_same_data_and_config_give_the_same_losses(trained, tmp_path: Path) -> None:
-    from llm_engineering.model.training.backends import select_backend
-    from llm_engineering.model.training.data import load_training_data
-    from llm_engineering.model.training.sft import run_sft
+    from llm_engineering.infrastructure.ml.training.backends import select_backend
+    from llm_engineering.application.datasets.reader import load_training_data
+    from llm_engineering.infrastructure.ml.training.sft import run_sft
 
     report, _, dataset = trained
     config = tiny_config(sft={"max_steps": 3, "max_length": 160, "save_steps": 100, "eval": False})

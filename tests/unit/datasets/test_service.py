@@ -64,7 +64,7 @@ def test_generates_both_datasets_grounded_split_by_document(corpus, tmp_path):
 
 
 def test_the_training_loader_reads_the_output(corpus, tmp_path):
-    from llm_engineering.model.training.data import load_training_data, resolve_dataset_dir
+    from llm_engineering.application.datasets.reader import load_training_data, resolve_dataset_dir
 
     report = corpus.service(tmp_path, make_llm()).run(authors=[AUTHOR])
     resolved = resolve_dataset_dir(tmp_path, None)

@@ -76,7 +76,7 @@ def test_context_precision_and_recall_with_reference_hand_checked():
 
 def test_ragas_non_llm_metrics_agree_with_ours():
     pytest.importorskip("ragas")
-    from llm_engineering.application.evaluation.rag_quality import _ragas_nonllm
+    from llm_engineering.application.evaluation.ragas_adapters import ragas_nonllm_metrics
     from llm_engineering.application.evaluation.results import GeneratedAnswer
 
     answer = GeneratedAnswer(
@@ -88,7 +88,7 @@ def test_ragas_non_llm_metrics_agree_with_ours():
         contexts=["hybrid with RRF: hit@10 of 0.88", "something else entirely", "hybrid with RRF: hit@10 of 0.8"],
         reference_contexts=["hybrid with RRF: hit@10 of 0.88"],
     )
-    ragas = asyncio.run(_ragas_nonllm(answer, 0.5))
+    ragas = asyncio.run(ragas_nonllm_metrics(answer, 0.5))
     assert ragas["rag.nonllm_context_precision"] == pytest.approx(
         tm.context_precision_with_reference(answer.contexts, answer.reference_contexts), abs=1e-6
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from llm_engineering.application.evaluation.config import parse_evaluation_config
-from llm_engineering.application.evaluation.report import write_report
+from llm_engineering.application.evaluation.report_html import write_report
 from llm_engineering.application.evaluation.results import ModelUnderTest
 from llm_engineering.application.evaluation.service import (
     EvaluationDeps,
@@ -62,25 +62,27 @@ def _deps(judge_llm, corpus) -> EvaluationDeps:
     authors = SelfQuery(warehouse)
     scorers = {"base": 2.0, "twin": 1.0}  # NLL per word: the twin finds the author's text likelier
 
-    def scorer(model: ModelUnderTest) -> FakeScorer:
-        fake = FakeScorer(model.name)
-        nll = scorers[model.name]
-        fake.answer_logprobs = lambda messages, answer: (-nll * len(answer.split()), len(answer.split()))
-        return fake
+    class ScriptedRuntime:
+        """A ModelRuntime of fakes: scripted answers, word-count scorers, a scripted judge."""
 
-    @contextmanager
-    def serve(model):
-        yield ScriptedLLM(answer=_answer)
+        generation_backend = "scripted"
 
-    @contextmanager
-    def judge_session():
-        yield JudgeEndpoint(llm=judge_llm, base_url="http://judge.invalid/v1", model="scripted-judge")
+        def scorer(self, model: ModelUnderTest) -> FakeScorer:
+            fake = FakeScorer(model.name)
+            nll = scorers[model.name]
+            fake.answer_logprobs = lambda messages, answer: (-nll * len(answer.split()), len(answer.split()))
+            return fake
+
+        @contextmanager
+        def serve(self, model):
+            yield ScriptedLLM(answer=_answer)
+
+        @contextmanager
+        def judge(self):
+            yield JudgeEndpoint(llm=judge_llm, base_url="http://judge.invalid/v1", model="scripted-judge")
 
     return EvaluationDeps(
-        scorer_factory=scorer,
-        serve_model=serve,
-        judge_session=judge_session,
-        generation_backend="scripted",
+        runtime=ScriptedRuntime(),
         retriever=retriever,
         search=SearchService(retriever, authors),
         authors=authors,
@@ -104,8 +106,7 @@ def _plan(qa_file, tmp_path):
 
 def _run(service, plan):
     from llm_engineering.application.evaluation.promotion import decide_for_plan
-    from llm_engineering.application.evaluation.report import build_summary
-    from llm_engineering.model.evaluation.runner import build_report
+    from llm_engineering.application.evaluation.report import build_report, build_summary
 
     voice = service.score_voice(plan)
     generations = service.generate(plan)
@@ -192,7 +193,7 @@ def test_the_report_renders_in_chromium_with_every_plot_loaded(qa_file, tmp_path
 
     judge = ScriptedLLM(json_answers={"judge_verdict": {"accuracy": 3, "style": 2}, "judge_pairwise": {"winner": "A"}})
     report = _run(EvaluationService(_deps(judge, fake_rag_corpus(TOPICS))), _plan(qa_file, tmp_path))
-    from llm_engineering.model.evaluation.runtime import training_curves
+    from llm_engineering.infrastructure.ml.model_runtime import training_curves
 
     report.training = {"version": "v0001", "curves": {"sft": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]}}
     assert training_curves(None) == {}
@@ -218,9 +219,9 @@ def test_without_ragas_the_built_in_metrics_run_and_the_report_says_so(qa_file, 
     judge = ScriptedLLM(json_answers={"judge_verdict": {"accuracy": 2, "style": 2}, "judge_pairwise": {"winner": "A"}})
     plan = _plan(qa_file, tmp_path)
     with monkeypatch.context() as patched:
-        from llm_engineering.application.evaluation import rag_quality
+        from llm_engineering.application.evaluation import ragas_adapters
 
-        patched.setattr(rag_quality, "ragas_available", lambda: (False, "ImportError: no module named ragas"))
+        patched.setattr(ragas_adapters, "ragas_available", lambda: (False, "ImportError: no module named ragas"))
         report = _run(EvaluationService(_deps(judge, fake_rag_corpus(TOPICS))), plan)
     twin = report.summary["twin"]
     assert twin["rag.nonllm_context_recall"] == 1.0 and twin["rag.rouge_l"] > 0.3  # ours ran

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from llm_engineering.domain.errors import ConfigurationError
-from llm_engineering.model.training.backends import checkpointing_field, select_backend
-from llm_engineering.model.training.config import parse_training_config
+from llm_engineering.infrastructure.ml.training.backends import checkpointing_field, select_backend
+from llm_engineering.infrastructure.ml.training.config import parse_training_config
 
 GPU_PACKAGES = {"bitsandbytes": True, "unsloth": True}
 NO_GPU_PACKAGES = {"bitsandbytes": False, "unsloth": False}

@@ -10,7 +10,7 @@ import pytest
 
 from llm_engineering.domain.errors import ConfigurationError
 from llm_engineering.domain.prompts import TWIN_SYSTEM_PROMPT_NO_CONTEXT
-from llm_engineering.model.training.data import load_training_data, resolve_dataset_dir
+from llm_engineering.application.datasets.reader import load_training_data, resolve_dataset_dir
 
 
 def write_jsonl(path: Path, rows: list) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from llm_engineering.domain.errors import ConfigurationError
-from llm_engineering.model.training import registry
-from llm_engineering.model.training.registry import (
+from llm_engineering.infrastructure import registry
+from llm_engineering.infrastructure.registry import (
     is_registered_model_spec,
     latest_version,
     list_versions,

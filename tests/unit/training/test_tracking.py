@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_engineering.model.training.tracking import NullTracker, start_tracking
+from llm_engineering.infrastructure.tracking.training import NullTracker, start_tracking
 
 
 @pytest.fixture

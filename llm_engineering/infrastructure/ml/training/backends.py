@@ -24,7 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from llm_engineering.domain.errors import ConfigurationError
-from llm_engineering.model.training.config import TrainingConfig
+from llm_engineering.infrastructure.ml.training.config import TrainingConfig
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 # unsloth takes explicit module names: "all-linear" for Llama-family models (SmolLM2 is one)

@@ -15,8 +15,8 @@ from pydantic import BaseModel, Field
 
 from llm_engineering.domain.errors import ConfigurationError
 from llm_engineering.domain.prompts import TWIN_CHAT_TEMPLATE
-from llm_engineering.model.training.backends import BackendPlan, load_base_model
-from llm_engineering.model.training.config import StageSection
+from llm_engineering.infrastructure.ml.training.backends import BackendPlan, load_base_model
+from llm_engineering.infrastructure.ml.training.config import StageSection
 
 RESULT_NAME = "result.json"
 CHECKPOINTS_DIRNAME = "checkpoints"
@@ -315,7 +315,7 @@ def quiet_known_warnings() -> None:
 
     warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
     warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
-    from llm_engineering.model.training.tracking import no_comet_error_reports, quiet_missing_key_warning
+    from llm_engineering.infrastructure.tracking.training import no_comet_error_reports, quiet_missing_key_warning
 
     no_comet_error_reports()  # transformers imports comet_ml as soon as a trainer looks for integrations
     quiet_missing_key_warning()

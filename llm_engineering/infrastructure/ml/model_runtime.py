@@ -7,21 +7,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
+from llm_engineering.application.evaluation.config import EvaluationConfig
 from llm_engineering.application.evaluation.results import ModelUnderTest, PromotionDecision
 from llm_engineering.application.evaluation.service import JudgeEndpoint
 from llm_engineering.domain.errors import ConfigurationError
-from llm_engineering.model.training.registry import (
+from llm_engineering.infrastructure.registry import (
     DEFAULT_MODEL_NAME,
     SFT_SUFFIX,
     is_registered_model_spec,
     list_versions,
-    parse_model_spec,
     promote,
     read_manifest,
     read_pointer,
@@ -58,7 +58,7 @@ def _registry_of(settings: Settings, spec: str, path: Path) -> tuple[str | None,
 def resolve_model(settings: Settings, spec: str) -> ModelUnderTest:
     """`base` | `sft` | `twin` | `production` | a registry spec (`llm-twin:v0002`, `llm-twin-sft:3`) | a checkpoint
     folder, optionally labelled `label=spec`. A model that does not exist is a ConfigurationError naming what does."""
-    from llm_engineering.model.prepare import PACKAGED_MODEL_ALIAS, prepare_packaged_model
+    from llm_engineering.infrastructure.ml.prepare import PACKAGED_MODEL_ALIAS, prepare_packaged_model
 
     spec = spec.strip()
     label, _, target = spec.partition("=") if "=" in spec else (spec, "", spec)
@@ -149,7 +149,7 @@ def served_model(
     """A vLLM server for this checkpoint on its own loopback port (its pid and log under
     DATA_DIR/evaluation/servers/<label>), an LLM client for it, and the server stopped afterwards."""
     from llm_engineering.infrastructure.local_services import find_free_port
-    from llm_engineering.model.inference_engine import start_llm_server, stop_llm_server
+    from llm_engineering.infrastructure.ml.inference_engine import start_llm_server, stop_llm_server
 
     port = port or find_free_port()
     server_settings = settings.model_copy(
@@ -177,13 +177,13 @@ def judge_endpoint(
 ) -> Iterator[JudgeEndpoint]:
     """JUDGE_BASE_URL / JUDGE_MODEL_ID, else the serving LLM (started for the run when it is local, down and
     `start_local`), with the weak-judge warning for the packaged 135M model."""
-    from llm_engineering.model.inference_engine import (
+    from llm_engineering.infrastructure.ml.inference_engine import (
         is_local_endpoint,
         models_endpoint_ready,
         start_llm_server,
         stop_llm_server,
     )
-    from llm_engineering.model.prepare import PACKAGED_MODEL_ALIAS
+    from llm_engineering.infrastructure.ml.prepare import PACKAGED_MODEL_ALIAS
 
     api_key = settings.judge_api_key.get_secret_value() if settings.judge_api_key else None
     if settings.judge_base_url:
@@ -289,5 +289,44 @@ def parse_models_option(value: str | None, default: list[str]) -> list[str]:
     return specs
 
 
-def is_registry_spec(spec: str) -> bool:
-    return parse_model_spec(spec) is not None
+class LocalModelRuntime:
+    """The `ModelRuntime` port on this machine: a transformers scorer per checkpoint, each model served by its
+    own vLLM server (or transformers `generate` in-process when no vLLM environment exists), and the judge
+    (JUDGE_BASE_URL / JUDGE_MODEL_ID, else the serving LLM). It builds its own OpenAI-compatible clients."""
+
+    def __init__(self, settings: Settings, config: EvaluationConfig) -> None:
+        self.settings = settings
+        self.config = config
+        backend = config.generation.backend
+        if backend == "auto":
+            backend = "vllm" if Path(settings.vllm_python).exists() else "transformers"
+        self.generation_backend = backend
+
+    def _client(self, base_url: str, model: str, api_key: str | None = None) -> Any:
+        from llm_engineering.infrastructure.llm.client import LLMClient
+
+        return LLMClient(
+            self.settings, base_url=base_url, model=model, api_key=api_key, timeout_s=self.config.generation.timeout_s
+        )
+
+    def scorer(self, model: ModelUnderTest) -> Any:
+        from llm_engineering.infrastructure.ml.scorer import TransformersScorer
+
+        voice = self.config.voice
+        return TransformersScorer(
+            model.path, max_length=voice.max_length, batch_size=voice.batch_size, threads=voice.threads
+        )
+
+    @contextmanager
+    def serve(self, model: ModelUnderTest) -> Iterator[Any]:
+        if self.generation_backend == "transformers":
+            from llm_engineering.infrastructure.ml.scorer import TransformersChatLLM
+
+            yield TransformersChatLLM(model.path, threads=self.config.voice.threads, served_name=model.name)
+            return
+        generation = self.config.generation
+        with served_model(self.settings, model, generation.port, self._client, generation.startup_timeout_s) as llm:
+            yield llm
+
+    def judge(self) -> AbstractContextManager[JudgeEndpoint]:
+        return judge_endpoint(self.settings, self._client, start_local=self.config.judge.start_local_server)

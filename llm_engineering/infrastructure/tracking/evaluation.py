@@ -71,7 +71,7 @@ def log_model_version_metadata(report: EvaluationReport) -> list[str]:
 
 
 def log_to_comet(settings: Settings, report: EvaluationReport, enabled: bool = True) -> dict[str, Any]:
-    from llm_engineering.model.training.tracking import start_tracking
+    from llm_engineering.infrastructure.tracking.training import start_tracking
 
     api_key = settings.comet_api_key.get_secret_value() if settings.comet_api_key else None
     try:

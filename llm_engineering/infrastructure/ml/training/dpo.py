@@ -16,8 +16,9 @@ from typing import Any
 
 from loguru import logger
 
-from llm_engineering.model.training.backends import BackendPlan
-from llm_engineering.model.training.common import (
+from llm_engineering.application.datasets.reader import TrainingData
+from llm_engineering.infrastructure.ml.training.backends import BackendPlan
+from llm_engineering.infrastructure.ml.training.common import (
     StageResult,
     finish_stage,
     log_history_of,
@@ -27,9 +28,8 @@ from llm_engineering.model.training.common import (
     reuse_finished_stage,
     session_metrics,
 )
-from llm_engineering.model.training.config import TrainingConfig
-from llm_engineering.model.training.data import TrainingData
-from llm_engineering.model.training.tracking import CometTracker, NullTracker
+from llm_engineering.infrastructure.ml.training.config import TrainingConfig
+from llm_engineering.infrastructure.tracking.training import CometTracker, NullTracker
 
 REWARD_KEYS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
 

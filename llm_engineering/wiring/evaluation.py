@@ -16,20 +16,16 @@ from llm_engineering.application.evaluation.config import EvaluationConfig
 from llm_engineering.application.evaluation.promotion import decide_for_plan
 from llm_engineering.application.evaluation.report import (
     EvaluationReport,
+    build_report,
     build_summary,
-    compute_style_floor,
-    write_report,
 )
+from llm_engineering.application.evaluation.report_html import write_report
 from llm_engineering.application.evaluation.results import (
-    GenerationResult,
-    JudgePhase,
     PromotionDecision,
-    Skipped,
-    VoiceResult,
 )
 from llm_engineering.application.evaluation.service import EvaluationPlan, EvaluationService, plan_evaluation
 from llm_engineering.domain.errors import ConfigurationError
-from llm_engineering.model.evaluation.runtime import (
+from llm_engineering.infrastructure.ml.model_runtime import (
     apply_promotion,
     resolve_models,
     training_curves,
@@ -55,7 +51,7 @@ def prepare_plan(
 ) -> EvaluationPlan:
     """Resolve and validate everything before any model is loaded: a missing model, dataset or QA file fails
     here with a message that names it."""
-    from llm_engineering.model.training.data import resolve_dataset_dir
+    from llm_engineering.application.datasets.reader import resolve_dataset_dir
 
     specs = models or config.models
     resolved = resolve_models(settings, specs, config.voice.reference_model)
@@ -106,105 +102,14 @@ def promotion_for(settings: Settings, plan: EvaluationPlan, summary: dict[str, d
 
 
 def _current_production(settings: Settings) -> str | None:
-    from llm_engineering.model.training.registry import read_pointer
+    from llm_engineering.infrastructure.registry import read_pointer
 
     return read_pointer(settings.models_dir, "llm-twin", "production")
 
 
-def build_report(
-    plan: EvaluationPlan,
-    voice: list[VoiceResult],
-    generations: list[GenerationResult],
-    judge: JudgePhase,
-    retrieval: dict[str, Any],
-    promotion: PromotionDecision | None,
-    timings: dict[str, float] | None = None,
-) -> EvaluationReport:
-    names = [m.name for m in plan.models]
-    merge_ragas_rows(generations, judge)
-    summary = build_summary(names, voice, generations, judge)
-    skipped = list(judge.skipped)
-    for result in judge.results:
-        for key, failed in result.metrics.items():
-            if key.endswith("_failed") and failed:
-                metric = key.removesuffix("_failed")
-                errors = [row.get(f"{metric}_error") for row in result.ragas_rows if row.get(f"{metric}_error")]
-                reason = f"{int(failed)} of {len(result.ragas_rows)} answers failed" + (
-                    f" (first: {errors[0]})" if errors else ""
-                )
-                skipped.append(Skipped(metric=metric, reason=reason, models=[result.model]))
-    for generation in generations:
-        if generation.error:
-            skipped.append(
-                Skipped(metric="generation (style, RAG, speed)", reason=generation.error, models=[generation.model])
-            )
-    if not plan.questions:
-        skipped.append(Skipped(metric="rag.* answer metrics", reason="no QA question with a reference answer"))
-    if retrieval.get("skipped"):
-        skipped.append(Skipped(metric="retrieval.* and rag.*", reason=str(retrieval["skipped"])))
-    voice_only = [m.name for m in plan.models if m.voice_only]
-    notes = []
-    if voice_only:
-        notes.append(f"judge-free scorer metrics only for {voice_only} (DPO reference / current production)")
-    if judge.warning:
-        notes.append(judge.warning)
-    if any(g.rag_answers for g in generations):
-        from llm_engineering.application.evaluation.rag_quality import ragas_available
-
-        available, detail = ragas_available()
-        implementation = {g.metrics.get("rag.nonllm_implementation_ragas") for g in generations if g.rag_answers}
-        if not available or implementation != {1.0}:
-            notes.append(
-                "non-LLM RAG metrics computed by the built-in implementations (same definitions), not Ragas"
-                + (f": Ragas cannot be imported ({detail})" if not available else "")
-            )
-    twin = plan.model(plan.config.promotion.candidate) or next((m for m in plan.models if m.registry_version), None)
-    test_answers = []
-    for row in plan.dataset.instruct_test:
-        messages = row.get("messages") or []
-        test_answers.append(messages[-1]["content"] if messages else row.get("answer", ""))
-    return EvaluationReport(
-        version=plan.version,
-        created_at=plan.created_at,
-        output_dir=plan.output_dir,
-        models=[m.model_dump() for m in plan.models],
-        dataset={"path": plan.dataset.path, "version": plan.dataset.version, "counts": plan.dataset.counts},
-        qa={
-            "path": plan.qa_path,
-            "references": plan.references_path,
-            "questions": len(plan.qa),
-            "with_reference": sum(1 for q in plan.qa if q.answer),
-            "answered": len(plan.questions),
-        },
-        summary=summary,
-        style_floor=compute_style_floor(plan.dataset.author_train_answers, test_answers),
-        voice=voice,
-        generations=generations,
-        judge=judge,
-        retrieval=retrieval,
-        skipped=skipped,
-        promotion=promotion,
-        training=training_curves(twin),
-        config=plan.config.model_dump(mode="json"),
-        timings_s=timings or {},
-        notes=notes,
-    )
-
-
-def merge_ragas_rows(generations: list[GenerationResult], judge: JudgePhase) -> None:
-    """Put the judge phase's per-answer Ragas scores back on the RAG answers they belong to (by id)."""
-    by_model = {r.model: {row["id"]: row for row in r.ragas_rows} for r in judge.results}
-    for generation in generations:
-        rows = by_model.get(generation.model, {})
-        for answer in generation.rag_answers:
-            row = rows.get(answer.id)
-            if row:
-                answer.metrics.update({k: v for k, v in row.items() if k != "id"})
-
-
 def publish(settings: Settings, report: EvaluationReport) -> dict[str, Any]:
     """Write report.json / report.html / PNGs, then Comet, Opik and ZenML model-version metadata."""
-    from llm_engineering.model.evaluation.tracking import log_model_version_metadata, log_to_comet, log_to_opik
+    from llm_engineering.infrastructure.tracking.evaluation import log_model_version_metadata, log_to_comet, log_to_opik
 
     paths = write_report(report)
     tracking = {
@@ -234,6 +139,12 @@ def run_evaluation(
     retrieval = timed("retrieval", lambda: service.retrieval(plan))
     summary = build_summary([m.name for m in plan.models], voice, generations, judge)
     promotion = promotion_for(settings, plan, summary)
-    report = build_report(plan, voice, generations, judge, retrieval, promotion, timings)
+    report = build_report(plan, voice, generations, judge, retrieval, promotion, timings, candidate_training(plan))
     published = publish(settings, report)
     return report, published
+
+
+def candidate_training(plan: EvaluationPlan) -> dict[str, Any]:
+    """The promotion candidate's (else the first registered model's) training curves, for the report."""
+    twin = plan.model(plan.config.promotion.candidate) or next((m for m in plan.models if m.registry_version), None)
+    return training_curves(twin)
