@@ -280,3 +280,12 @@ def test_bad_front_matter_and_unknown_folders(tmp_path):
         read(empty)
     with pytest.raises(ImportFormatError, match="no such file or folder"):
         read(tmp_path / "missing.zip")
+
+
+def test_a_zipped_notes_folder_and_a_single_note_keep_the_folder_links(tmp_path):
+    folder = build.notes_folder(tmp_path / "tomasz_notes")
+    from_folder = set(stored(read(folder, author=c.TOMASZ)[0]))
+    archive = shutil.make_archive(str(tmp_path / "zipped" / "tomasz_notes"), "zip", tmp_path, "tomasz_notes")
+    assert set(stored(read(archive, author=c.TOMASZ)[0])) == from_folder
+    (single,) = stored(read(folder / "bearing-replacement.txt", author=c.TOMASZ)[0])
+    assert single == c.NOTE_TEXT.link

@@ -21,7 +21,13 @@ from loguru import logger
 from tqdm.auto import tqdm
 
 from llm_engineering.application.ports import CrawlerRegistry, PageFetcher, WarehouseRepository
-from llm_engineering.application.sources.archive import DEFAULT_LIMITS, ArchiveLimits, SingleFileTree, open_tree
+from llm_engineering.application.sources.archive import (
+    DEFAULT_LIMITS,
+    ArchiveLimits,
+    SingleFileTree,
+    ZipTree,
+    open_tree,
+)
 from llm_engineering.application.sources.common import ReadContext
 from llm_engineering.application.sources.detect import detect_export, export_root, is_url
 from llm_engineering.application.sources.feeds import read_feed
@@ -36,6 +42,16 @@ from llm_engineering.domain.types import UpsertOutcome
 
 EXPORT_READERS = {"medium": read_medium, "linkedin": read_linkedin, "substack": read_substack}
 STATUS_OF = {UpsertOutcome.INSERTED: "imported", UpsertOutcome.UPDATED: "updated", UpsertOutcome.UNCHANGED: "unchanged"}
+
+
+def _folder_name(path: Path) -> str:
+    """What `note:` links start with: the folder's name; a zip's stem (or the one folder it wraps, so a zipped
+    folder gives its notes the links the folder gives them); for a single note, its own folder's name."""
+    if path.is_dir():
+        return path.resolve().name
+    if path.suffix.lower() == ".zip":
+        return path.stem
+    return path.resolve().parent.name
 
 
 class ArchiveImporter:
@@ -111,7 +127,9 @@ class ArchiveImporter:
                 _, items, notes = read_feed(tree.read_bytes(tree.files()[0]), path, ctx, spec.format)
                 return items, notes
             if fmt == "folder":
-                return read_notes(tree, ctx, Path(path).stem if not Path(path).is_dir() else Path(path).name), []
+                wrapper = export_root(tree) if isinstance(tree, ZipTree) else ""
+                notes_tree = tree.subtree(wrapper) if wrapper else tree
+                return read_notes(notes_tree, ctx, wrapper or _folder_name(Path(path).expanduser())), []
             return EXPORT_READERS[fmt](root, ctx), []
         finally:
             close = getattr(tree, "close", None)
