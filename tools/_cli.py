@@ -48,6 +48,7 @@ def load_yaml_config(path: Path) -> dict:
     """Read a YAML run config, with errors that name the file."""
     if not path.is_file():
         raise ConfigurationError(f"config file not found: {path}")
+    check_input_file(path, "config")  # names the file and line of a non-UTF-8 byte
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -67,7 +68,14 @@ def run_pipeline(
     setting, say), not ZenML's generic "Pipeline run has failed due to failure in step(s)" RuntimeError."""
     from zenml.enums import ExecutionMode
 
-    run = pipeline.with_options(enable_cache=False, execution_mode=ExecutionMode.FAIL_FAST, **(options or {}))(**params)
+    from llm_engineering.infrastructure.zenml_runs import fail_orphaned_runs, pipeline_process_record
+
+    with pipeline_process_record():
+        fail_orphaned_runs()  # runs a killed command left "running" are marked failed first
+        configured = pipeline.with_options(
+            enable_cache=False, execution_mode=ExecutionMode.FAIL_FAST, **(options or {})
+        )
+        run = configured(**params)
     found = run.steps.get(step)
     if found is None or not found.outputs.get(output):
         what = output.replace("_", " ")
@@ -118,3 +126,46 @@ def run_cli(command: click.Command) -> None:
             click.echo(redact_credentials("".join(traceback.format_exception(exc)).rstrip()), err=True)
         click.echo(_error_line(exc), err=True)
         sys.exit(getattr(exc, "exit_code", 1) or 1)
+
+
+def check_input_file(path: Path | str, what: str = "file") -> Path:
+    """An input file that exists and is UTF-8 text, checked before any work; errors name the file and line."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise click.ClickException(f"{what} {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise click.ClickException(
+            f"{what} {path} is not UTF-8 text (line {line}, byte {exc.start}: {exc.reason}); save it as UTF-8"
+        ) from None
+    return path
+
+
+def check_output_path(path: Path | str, what: str = "output") -> Path:
+    """An output file whose folder exists (or can be made) and is writable, checked before any work starts."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise click.ClickException(f"{what} {path} is a folder; give a file name")
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(f"{what} folder {folder} cannot be created: {exc.strerror or exc}") from None
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise click.ClickException(f"{what} {path} is not writable")
+    return path
+
+
+def check_text_argument(value: str, name: str) -> str:
+    """A command-line text that decodes as UTF-8 (Python keeps undecodable bytes as lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise click.ClickException(f"{name} is not valid UTF-8 text (byte {exc.start})") from None
+    return value

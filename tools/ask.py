@@ -11,6 +11,7 @@ import sys
 import click
 
 from llm_engineering.settings import get_settings
+from tools._cli import run_cli
 
 
 @click.command()
@@ -77,4 +78,4 @@ def _stream(url: str, key: str | None, question: str, k: int | None, author: str
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from tools._cli import bootstrap
+from tools._cli import bootstrap, run_cli
 
 DATA_DIR_OPTION = click.option(
     "--data-dir", required=True, type=click.Path(path_type=Path, file_okay=False), help="Folder of JSON files."
@@ -51,4 +51,4 @@ def import_command(data_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -10,12 +10,21 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from llm_engineering.application.sources.report import SourceSpec
-from tools._cli import bootstrap, load_yaml_config, run_pipeline
+from llm_engineering.domain.redaction import redact_credentials
+from tools._cli import bootstrap, load_yaml_config, run_cli, run_pipeline
+
+
+def _has_userinfo(link: str) -> bool:
+    try:
+        return "@" in urlsplit(link.strip()).netloc
+    except ValueError:
+        return False
 
 
 class EtlParameters(BaseModel):
@@ -23,6 +32,19 @@ class EtlParameters(BaseModel):
     links: list[str] = Field(default_factory=list)
     archives: list[str | SourceSpec] = Field(default_factory=list)
     feeds: list[str | SourceSpec] = Field(default_factory=list)
+
+    @field_validator("links")
+    @classmethod
+    def _no_credentials(cls, links: list[str]) -> list[str]:
+        # A link is a document's key: it is stored with the document, in the crawl report and in ZenML's run record,
+        # and leaves the API as a source. A user name or password in it would be stored and shown everywhere.
+        for index, link in enumerate(links):
+            if _has_userinfo(link):
+                raise ValueError(
+                    f"link #{index} ({redact_credentials(link)}) carries a user name or password; remove them "
+                    "(they would be stored with the document, in the crawl report and in ZenML's run record)"
+                )
+        return links
 
     @model_validator(mode="after")
     def _something_to_do(self) -> EtlParameters:
@@ -82,4 +104,4 @@ def main(config_path: Path, verbose: bool) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -13,7 +13,7 @@ import click
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from llm_engineering.application.tables import format_key_values
-from tools._cli import bootstrap, load_yaml_config, run_pipeline
+from tools._cli import bootstrap, load_yaml_config, run_cli, run_pipeline
 
 
 class FeatureParameters(BaseModel):
@@ -80,4 +80,4 @@ def main(config_path: Path, no_zenml: bool, verbose: bool) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -18,7 +18,7 @@ import click
 from pydantic import ValidationError
 
 from llm_engineering.application.tables import format_key_values
-from tools._cli import bootstrap, load_yaml_config, run_pipeline
+from tools._cli import bootstrap, load_yaml_config, run_cli, run_pipeline
 
 
 def read_dataset_config(path: Path) -> Any:
@@ -111,4 +111,4 @@ def main(
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

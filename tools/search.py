@@ -10,7 +10,7 @@ import textwrap
 
 import click
 
-from tools._cli import bootstrap
+from tools._cli import bootstrap, check_text_argument, run_cli
 
 
 @click.command()
@@ -20,6 +20,9 @@ from tools._cli import bootstrap
 @click.option("--mode", type=click.Choice(["dense", "sparse", "hybrid", "rerank"]), default=None)
 @click.option("--verbose", is_flag=True)
 def main(question: str, k: int, author: str | None, mode: str | None, verbose: bool) -> None:
+    check_text_argument(question, "QUESTION")
+    if author:
+        check_text_argument(author, "--author")
     settings = bootstrap(verbose)
     from llm_engineering.domain.errors import LLMTwinError
     from llm_engineering.wiring import get_container
@@ -49,4 +52,4 @@ def main(question: str, k: int, author: str | None, mode: str | None, verbose: b
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -28,6 +28,8 @@ from typing import Any
 
 import click
 
+from tools._cli import run_cli
+
 EVIDENCE_KINDS = ("specific", "paraphrase", "author")
 AUTHOR_KIND = "author"
 KNOWN_FIELDS = ("question", "link", "kind", "author", "evidence")
@@ -281,4 +283,4 @@ def main(qa_path: Path, data_dir: Path, require_evidence: bool | None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

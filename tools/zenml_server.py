@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 import httpx
 
-from tools._cli import bootstrap
+from tools._cli import bootstrap, run_cli
 
 ZENML = str(Path(sys.executable).with_name("zenml"))
 
@@ -55,4 +55,4 @@ def down() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

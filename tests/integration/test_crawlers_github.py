@@ -100,7 +100,7 @@ def test_latest_commit_is_read_and_temp_folder_removed(crawler, repo, tmp_path, 
 
 def test_missing_repository_is_a_crawl_error(crawler, tmp_path):
     link = (tmp_path / "nope").as_uri()
-    with pytest.raises(CrawlError, match="git clone failed") as info:
+    with pytest.raises(CrawlError, match="does not exist") as info:
         crawler.crawl(link, UserDocument.from_full_name("Ada Lovelace"))
     assert info.value.link == link
 

@@ -7,6 +7,7 @@ directory is never changed (other threads and the caller rely on it). File text 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -48,6 +49,9 @@ BINARY_SUFFIXES = frozenset(
     }
 )  # fmt: skip
 GENERATED_SUFFIXES = (".min.js", ".min.css", ".js.map", ".css.map")
+# GitHub's own rules for account and repository names.
+GITHUB_OWNER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
+GITHUB_REPO = re.compile(r"[A-Za-z0-9._-]{1,100}")
 # A NUL byte in the first block means binary whatever the name says (same rule as git's).
 SNIFF_BYTES = 8000
 
@@ -80,10 +84,34 @@ def clone_source(link: str) -> tuple[str, str]:
         if len(segments) < 2:
             raise ValueError("a GitHub repository link looks like https://github.com/OWNER/REPO")
         owner, repo = segments[0], segments[1].removesuffix(".git")
+        if not GITHUB_OWNER.fullmatch(owner) or not GITHUB_REPO.fullmatch(repo) or repo in (".", ".."):
+            raise ValueError(
+                "a GitHub repository link looks like https://github.com/OWNER/REPO (letters, digits, '-', '_', '.'; "
+                "no '..' path segments)"
+            )
         return f"https://github.com/{owner}/{repo}.git", repo
     if not segments:
         raise ValueError("the link names no repository")
-    return link, segments[-1].removesuffix(".git")
+    return link, checkout_name(segments[-1].removesuffix(".git"))
+
+
+def checkout_name(name: str) -> str:
+    """A folder name for the clone that stays inside the temporary folder ('..', '.', separators: 'repo')."""
+    name = name.strip()
+    if name in ("", ".", "..") or "/" in name or "\\" in name or name.startswith("-"):
+        return "repo"
+    return name
+
+
+def check_local_repository(link: str, source: str) -> None:
+    """A local path (or file:// URL) must be a git repository folder: say which of those it is not."""
+    path = Path(unquote(urlsplit(source).path))
+    if not path.exists():
+        raise CrawlError(link, f"local repository {path} does not exist")
+    if not path.is_dir():
+        raise CrawlError(link, f"local repository {path} is a file, not a git repository folder")
+    if not ((path / ".git").exists() or ((path / "HEAD").is_file() and (path / "objects").is_dir())):
+        raise CrawlError(link, f"local folder {path} is not a git repository (no .git)")
 
 
 def skip_reason(relative: PurePosixPath, size: int, max_bytes: int) -> str | None:
@@ -114,9 +142,13 @@ class GithubCrawler(Crawler):
         except ValueError as exc:
             raise CrawlError(link, str(exc)) from exc
         self._check_local_root(link, source)
+        if source.startswith("file://"):
+            check_local_repository(link, source)
         workdir = Path(tempfile.mkdtemp(prefix="llm-twin-repo-"))
         try:
-            checkout = workdir / (name or "repo")
+            checkout = workdir / checkout_name(name or "repo")
+            if checkout.resolve().parent != workdir.resolve():  # never clone outside the temporary folder
+                raise CrawlError(link, f"the repository name {name!r} is not a plain folder name")
             self._clone(link, source, checkout)
             files = self.read_files(checkout)
         finally:
@@ -165,7 +197,9 @@ class GithubCrawler(Crawler):
             raise CrawlError(link, f"git clone did not finish within {self.clone_timeout_s:g}s") from exc
         if result.returncode != 0:
             lines = [line.strip() for line in (result.stderr or "").splitlines() if line.strip()]
-            detail = lines[-1] if lines else f"exit status {result.returncode}"
+            # git's "fatal: ..." line says what went wrong; the lines after it are generic advice.
+            fatal = [line for line in lines if line.lower().startswith(("fatal:", "error:"))]
+            detail = fatal[0] if fatal else lines[-1] if lines else f"exit status {result.returncode}"
             raise CrawlError(link, f"git clone failed: {detail}")
 
     def read_files(self, root: Path) -> dict[str, str]:

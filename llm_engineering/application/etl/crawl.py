@@ -4,26 +4,30 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from typing import Literal
+from typing import Annotated, Literal
 
 from loguru import logger
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from tqdm.auto import tqdm
 
 from llm_engineering.application.ports import CrawlerRegistry, WarehouseRepository
 from llm_engineering.application.tables import format_table
 from llm_engineering.domain.documents import UserDocument
 from llm_engineering.domain.errors import CrawlError
+from llm_engineering.domain.redaction import redact_credentials
 
 LinkStatus = Literal["inserted", "updated", "unchanged", "failed"]
 
 
 class LinkOutcome(BaseModel):
-    link: str
+    """One link's outcome. Credentials in the link or the error are masked: the report is printed, stored as a
+    ZenML artifact and logged."""
+
+    link: Annotated[str, AfterValidator(redact_credentials)]
     platform: str
     status: LinkStatus
     category: str | None = None
-    error: str | None = None
+    error: Annotated[str | None, AfterValidator(lambda text: redact_credentials(text) if text else text)] = None
 
 
 class CrawlReport(BaseModel):
@@ -97,18 +101,18 @@ def _crawl_one(
     try:
         platform = str(crawlers.platform_for(link))
     except CrawlError as exc:
-        logger.warning(f"Skipping {link}: {exc.reason}")
+        logger.warning(f"Skipping {redact_credentials(link)}: {exc.reason}")
         return LinkOutcome(link=link, platform="unknown", status="failed", error=exc.reason)
     try:
         document = crawlers.get_crawler(link).crawl(link, author)
         outcome = warehouse.upsert_document(document)
     except CrawlError as exc:
-        logger.warning(f"Failed to crawl {link}: {exc.reason}")
+        logger.warning(f"Failed to crawl {redact_credentials(link)}: {exc.reason}")
         return LinkOutcome(link=link, platform=platform, status="failed", error=exc.reason)
     except Exception as exc:  # one broken link (or crawler bug) must not stop the others
-        logger.exception(f"Unexpected error while crawling {link}")
+        logger.exception(f"Unexpected error while crawling {redact_credentials(link)}")
         return LinkOutcome(
             link=link, platform=platform, status="failed", error=f"unexpected {type(exc).__name__}: {exc}"
         )
-    logger.info(f"{outcome.value:>9} {document.category.value[:-1]} {link}")
+    logger.info(f"{outcome.value:>9} {document.category.value[:-1]} {redact_credentials(link)}")
     return LinkOutcome(link=link, platform=platform, status=outcome.value, category=document.category.value)
