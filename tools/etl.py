@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import click
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 
 from llm_engineering.application.sources.report import SourceSpec
 from llm_engineering.domain.redaction import redact_credentials
@@ -29,9 +29,9 @@ def _has_userinfo(link: str) -> bool:
 
 class EtlParameters(BaseModel):
     user_full_name: str = Field(min_length=1)
-    links: list[str] = Field(default_factory=list)
     archives: list[str | SourceSpec] = Field(default_factory=list)
     feeds: list[str | SourceSpec] = Field(default_factory=list)
+    links: list[str] = Field(default_factory=list, validate_default=True)  # after archives, feeds: checked with them
 
     @field_validator("links")
     @classmethod
@@ -46,11 +46,13 @@ class EtlParameters(BaseModel):
                 )
         return links
 
-    @model_validator(mode="after")
-    def _something_to_do(self) -> EtlParameters:
-        if not (self.links or self.archives or self.feeds):
-            raise ValueError("give at least one of links, archives or feeds")
-        return self
+    @field_validator("links")
+    @classmethod
+    def _something_to_do(cls, links: list[str], info: ValidationInfo) -> list[str]:
+        # A field check (not a model check) so it is reported together with the other fields' errors.
+        if not (links or info.data.get("archives") or info.data.get("feeds")):
+            raise ValueError("give at least one link (or archives / feeds)")
+        return links
 
     def sources(self) -> list[dict]:
         specs = [s if isinstance(s, SourceSpec) else SourceSpec(path=s) for s in [*self.archives, *self.feeds]]

@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from tools._cli import bootstrap
+from tools._cli import bootstrap, run_cli
 
 FORMAT_CHOICES = ("auto", "medium", "linkedin", "substack", "rss", "atom", "folder")
 
@@ -72,4 +72,4 @@ def main(
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -96,6 +96,9 @@ def test_feed_urls_go_through_the_fetcher(tmp_path):
     assert fetcher.closed
     with pytest.raises(ImportFormatError, match="a URL is read as a feed, not as a medium export"):
         importer.import_sources([SourceSpec(path=url, format="medium")], c.INES, show_progress=False)
+    with pytest.raises(ImportFormatError, match="may not carry a user name or password") as caught:
+        importer.import_sources([SourceSpec(path="https://ada:s3cret@blog.example.org/feed")], c.INES)
+    assert "s3cret" not in str(caught.value) and fetcher.urls == [url]
 
 
 def test_an_item_in_two_sources_is_stored_once_from_the_first(tmp_path):

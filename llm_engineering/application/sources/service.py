@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from loguru import logger
 from tqdm.auto import tqdm
@@ -38,6 +39,7 @@ from llm_engineering.application.sources.report import ImportReport, Item, ItemO
 from llm_engineering.application.sources.substack import read_substack
 from llm_engineering.domain.documents import UserDocument
 from llm_engineering.domain.errors import CrawlError, ImportFormatError
+from llm_engineering.domain.redaction import redact_credentials
 from llm_engineering.domain.types import UpsertOutcome
 
 EXPORT_READERS = {"medium": read_medium, "linkedin": read_linkedin, "substack": read_substack}
@@ -112,6 +114,10 @@ class ArchiveImporter:
         if is_url(path):
             if spec.format not in ("auto", "rss", "atom"):
                 raise ImportFormatError(path, f"a URL is read as a feed, not as a {spec.format} export")
+            if urlsplit(path).username is not None:  # it would be stored in the report and ZenML's run record
+                raise ImportFormatError(
+                    redact_credentials(path), "a feed URL may not carry a user name or password; remove them"
+                )
             if self.fetcher is None:
                 raise ImportFormatError(path, "feed URLs need a page fetcher (none configured)")
             page = self.fetcher.get(path)
