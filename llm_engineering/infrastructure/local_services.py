@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,8 +26,10 @@ from pathlib import Path
 from loguru import logger
 
 from llm_engineering.domain.errors import ServiceUnavailableError
+from llm_engineering.infrastructure.log_filter import SECRET_ENV
 
 SERVICE_MARKER = "LLM_TWIN_SERVICE"
+_SECRET_NAME = re.compile(r"(?i)key|token|password|secret")
 
 
 def port_is_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -209,13 +213,16 @@ class LocalService:
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         logger.info(f"{self.name}: starting on {self.host}:{self.port} (log: {self.log_file})")
+        # The server's output reaches its log through the redacting filter (log_filter), which leads the group.
+        secret_names = ",".join(name for name in self.env if _SECRET_NAME.search(name))
+        command = [sys.executable, "-m", "llm_engineering.infrastructure.log_filter", str(self.log_file), "--"]
         with open(self.log_file, "ab") as log:
             process = subprocess.Popen(  # noqa: S603 - fixed argv built by this project
-                list(self.command),
+                [*command, *self.command],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, **self.env, SERVICE_MARKER: self.marker},
+                env={**os.environ, **self.env, SERVICE_MARKER: self.marker, SECRET_ENV: secret_names},
                 start_new_session=True,  # its own session and process group, which its workers join
             )
         record = {

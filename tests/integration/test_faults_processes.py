@@ -9,6 +9,7 @@ them), and `down` leaves nothing.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -26,8 +27,10 @@ from llm_engineering.settings import PROJECT_ROOT
 # A stand-in for `python -m vllm.entrypoints.openai.api_server ... --port P`: a worker deaf to SIGTERM, then HTTP.
 FAKE_VLLM = textwrap.dedent(
     """
-    import http.server, json, subprocess, sys
+    import http.server, json, os, subprocess, sys
     port = int(sys.argv[sys.argv.index("--port") + 1])
+    print(f"args: api_key={os.environ.get('VLLM_API_KEY')} key by value {os.environ.get('VLLM_API_KEY')}", flush=True)
+    print("connecting to mongodb://twin:pw-in-uri-25@127.0.0.1:1/", flush=True)
     subprocess.Popen([sys.executable, "-c",
         "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"])
     class Models(http.server.BaseHTTPRequestHandler):
@@ -48,6 +51,28 @@ def _marked(marker: str) -> list[int]:
     return sorted(marked_processes(marker))
 
 
+def _server_of(leader: int) -> int:
+    """The server process: the child of the group's leader (the redacting log filter)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{leader}/task/{leader}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.05)
+    raise AssertionError("no server process under the log filter")
+
+
+def _wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return
+        except FileNotFoundError:
+            return
+        time.sleep(0.05)
+
+
 def _kill9(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
     try:
@@ -65,6 +90,7 @@ def _service(tmp_path: Path) -> LocalService:
         port=(port := find_free_port()),
         command=[sys.executable, str(script), "--port", str(port)],
         state_dir=tmp_path,
+        env={"VLLM_API_KEY": "sk-vllm-key-25"},
         startup_timeout_s=20,
     )
 
@@ -81,27 +107,44 @@ def test_a_new_start_after_kill9_stops_what_the_killed_server_left(tmp_path):
     assert service.start()
     record = service.record()
     assert record["pgid"] == record["pid"] and record["port"] == service.port
-    first = _wait_marked(service.marker, 2)  # server + worker, same group
+    first = _wait_marked(service.marker, 3)  # log filter + server + worker, one group
     assert len({os.getpgid(pid) for pid in first}) == 1
-    _kill9(service.managed_pid())
-    worker = _wait_marked(service.marker, 1)
+    _kill9(_server_of(service.managed_pid()))  # the server dies; the filter follows it, the worker stays
+    deadline = time.monotonic() + 10
+    while service.managed_pid() is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker = _marked(service.marker)
     assert len(worker) == 1 and service.state()["leftover_pids"] == worker and service.orphans()
 
     assert service.start()  # stops the leftover worker first, then one new server
-    now = _wait_marked(service.marker, 2)
-    assert worker[0] not in now and len(now) == 2 and service.state()["leftover_pids"] == []
+    now = _wait_marked(service.marker, 3)
+    assert worker[0] not in now and len(now) == 3 and service.state()["leftover_pids"] == []
     assert service.stop(timeout_s=1.0) and _marked(service.marker) == []
 
 
-def test_leftovers_are_found_and_stopped_without_the_pid_record(tmp_path):
+def test_killing_the_group_leader_takes_the_server_with_it(tmp_path):
     service = _service(tmp_path)
     assert service.start()
-    _wait_marked(service.marker, 2)
-    _kill9(service.managed_pid())
+    _wait_marked(service.marker, 3)
+    _kill9(service.managed_pid())  # the leader (log filter): the server gets SIGTERM (PR_SET_PDEATHSIG)
+    deadline = time.monotonic() + 10
+    while len(_marked(service.marker)) > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_marked(service.marker)) == 1 and not service.is_running()  # only the SIGTERM-deaf worker
     service.pid_file.unlink()  # lost or overwritten: the environment marker still finds the worker
     assert service.orphans() and len(service.leftovers()) == 1
     assert service.stop(timeout_s=1.0) is True
     assert _marked(service.marker) == [] and service.stop() is False
+
+
+def test_the_server_log_is_redacted(tmp_path):
+    service = _service(tmp_path)
+    assert service.start()
+    service.stop()
+    text = service.log_file.read_text()
+    assert "api_key=***" in text and "key by value ***" in text and "mongodb://***@127.0.0.1:1/" in text
+    assert "sk-vllm-key-25" not in text and "pw-in-uri-25" not in text
+    assert "sk-vllm-key-25" not in " ".join(service.command)  # never on a command line (ps)
 
 
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -131,17 +174,19 @@ def test_commands_after_kill9_of_the_llm_server(tmp_path):
     marker = f"vllm-server@{data_dir.resolve()}"
     up = _cli(["tools.llm_server", "up"], env)
     assert up.returncode == 0, up.stderr
-    first = _wait_marked(marker, 2)
-    leader = min(first, key=lambda pid: pid)
-    _kill9(leader)
+    first = _wait_marked(marker, 3)
+    record = json.loads((data_dir / "run" / "vllm-server.pid").read_text())
+    _kill9(_server_of(record["pid"]))
+    _wait_gone(record["pid"])  # the log filter follows its server within a second
     status = _cli(["tools.local_infra", "status"], env)
     assert status.returncode == 0 and "left behind" in status.stdout, status.stdout + status.stderr
 
     again = _cli(["tools.llm_server", "up"], env)
     assert again.returncode == 0, again.stderr
-    second = _wait_marked(marker, 2)
-    assert not set(first) & set(second) and len(second) == 2  # the old worker was stopped, one new server
-    _kill9(min(second))
+    second = _wait_marked(marker, 3)
+    assert not set(first) & set(second) and len(second) == 3  # the old worker was stopped, one new server
+    record = json.loads((data_dir / "run" / "vllm-server.pid").read_text())
+    _kill9(_server_of(record["pid"]))
     down = _cli(["tools.local_infra", "down"], env)
     assert down.returncode == 0 and "LLM (vLLM): stopped" in down.stdout, down.stdout + down.stderr
     assert _marked(marker) == []
