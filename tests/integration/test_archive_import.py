@@ -23,7 +23,6 @@ from tests.fixtures.archives import build
 from tests.fixtures.archives import corpus as c
 
 PROJECT_ROOT = Path(__file__).parents[2]
-FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 
 @pytest.fixture
@@ -142,20 +141,19 @@ def test_summary_only_feed_items_are_crawled_and_a_failing_one_is_reported(
     assert doc.link == pages[0].link and len(doc.content["Content"]) > 200  # the whole page, not the summary
 
 
-def test_feed_url_goes_through_the_network_guard(settings, warehouse, fixture_server, tmp_path):
+def test_feed_url_goes_through_the_network_guard(settings, warehouse, tmp_path):
+    from bench.common import serve_directory
     from llm_engineering.wiring import get_container
 
-    (FIXTURES / "archives" / "_served.rss").write_text(build.rss_feed([c.LAGOON]))
-    try:
-        url = f"{fixture_server}/archives/_served.rss"
+    (tmp_path / "feed.rss").write_text(build.rss_feed([c.LAGOON]))
+    with serve_directory(tmp_path) as base:
+        url = f"{base}/feed.rss"
         report = _import(get_container(settings), c.INES, [url])
         assert [o.status for o in report.outcomes] == ["imported"]
         guarded = get_container(settings.model_copy(update={"crawler_allowed_networks": "", "crawler_max_retries": 0}))
         with pytest.raises(CrawlError, match="CRAWLER_ALLOW"):
             _import(guarded, "Someone Else", [url])
-        assert warehouse.find_user("Someone Else") is None
-    finally:
-        (FIXTURES / "archives" / "_served.rss").unlink()
+    assert warehouse.find_user("Someone Else") is None
 
 
 def test_bad_input_anywhere_writes_nothing(container, warehouse, tmp_path):

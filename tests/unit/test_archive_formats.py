@@ -289,3 +289,16 @@ def test_a_zipped_notes_folder_and_a_single_note_keep_the_folder_links(tmp_path)
     assert set(stored(read(archive, author=c.TOMASZ)[0])) == from_folder
     (single,) = stored(read(folder / "bearing-replacement.txt", author=c.TOMASZ)[0])
     assert single == c.NOTE_TEXT.link
+
+
+def test_a_real_linkedin_pulse_lead_paragraph_is_stored_once():
+    """The issue's case, on a real saved Pulse page: its meta description repeats the lead paragraph, cut short."""
+    from llm_engineering.application.crawlers.extraction import extract_article, parse_html
+    from llm_engineering.application.crawlers.linkedin import PULSE_HINTS
+
+    page = Path(__file__).parents[2] / "bench" / "extraction_pages" / "linkedin-pulse-2025-nutrition-trends.html"
+    link = "https://www.linkedin.com/pulse/nutrition-2025-trends"
+    content = extract_article(parse_html(page.read_bytes()), link, link, PULSE_HINTS)
+    assert content["Subtitle"] == ""
+    lead = "brought together leading experts, thought leaders, and clinicians to Orlando"
+    assert content["Content"].count(lead) == 1
