@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("COMET_ERROR_TRACKING_ENABLE", "false")
 
 import click  # noqa: E402
+from common import machine  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -38,24 +37,8 @@ TINY_DATASET = PROJECT_ROOT / "tests" / "integration" / "training" / "tiny_datas
 
 
 def cpu_info() -> dict:
-    info: dict = {"cpus": os.cpu_count(), "python": platform.python_version()}
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return info
-    for line in lscpu.splitlines():
-        key, _, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if key == "Model name":
-            info["model"] = value
-        elif key == "Flags":
-            flags = set(value.split())
-            info["flags"] = sorted(flags)
-            info["bf16_flags"] = sorted(f for f in flags if "bf16" in f or f.startswith("amx"))
-            info["avx512"] = sorted(f for f in flags if f.startswith("avx512"))
-        elif key in ("Thread(s) per core", "Core(s) per socket", "L2 cache", "L3 cache"):
-            info[key.lower().replace("(s)", "s").replace(" ", "_")] = value
-    return info
+    """The shared machine facts (bench/common.py: CPU model, SIMD and all flags, CPUs, Python)."""
+    return machine(torch=False)
 
 
 def cpu_seconds() -> float:
@@ -68,20 +51,20 @@ def load_average() -> list[float]:
 
 
 def default_dataset() -> Path:
-    from llm_engineering.domain.errors import ConfigurationError
     from llm_engineering.application.datasets.reader import resolve_dataset_dir
-    from llm_engineering.settings import get_settings
+    from llm_engineering.domain.errors import ConfigurationError
+    from llm_engineering.wiring import get_container
 
     try:
-        return resolve_dataset_dir(get_settings().data_dir)
+        return resolve_dataset_dir(get_container().artifacts("datasets"))
     except ConfigurationError:
         return TINY_DATASET
 
 
 def time_precisions(config, dataset: Path, model_dir: Path, steps: int, scratch: Path) -> dict:
     """N SFT steps in fp32 and in bf16 (CPU autocast), twice each, interleaved: median s/step."""
-    from llm_engineering.infrastructure.ml.training.backends import select_backend
     from llm_engineering.application.datasets.reader import load_training_data
+    from llm_engineering.infrastructure.ml.training.backends import select_backend
     from llm_engineering.infrastructure.ml.training.sft import run_sft
 
     data = load_training_data(dataset, need_preference=False)
@@ -124,8 +107,8 @@ def time_precisions(config, dataset: Path, model_dir: Path, steps: int, scratch:
 def main(config_path: Path, dataset: Path | None, precision_steps: int, output: Path, precision_only: bool) -> None:
     from llm_engineering.infrastructure.ml.prepare import PACKAGED_MODEL_DIRNAME, prepare_packaged_model
     from llm_engineering.infrastructure.ml.training.config import load_training_config
-    from llm_engineering.wiring.training import train_twin
     from llm_engineering.settings import Settings
+    from llm_engineering.wiring.training import train_twin
 
     config = load_training_config(config_path)
     dataset = (dataset or default_dataset()).resolve()

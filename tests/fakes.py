@@ -72,6 +72,13 @@ class FakeWarehouse:
             if isinstance(d, DOCUMENT_CLASSES[category]) and (wanted is None or d.author_id in wanted)
         ]
 
+    def document_versions(self, category: DataCategory) -> dict[str, tuple[str, str]]:
+        return {str(d.id): (str(d.author_id), d.content_hash) for d in self.find_documents(category)}
+
+    def get_documents(self, category: DataCategory, ids: Iterable[UUID | str]) -> list[RawDocument]:
+        wanted = {str(i) for i in ids}
+        return sorted((d for d in self.find_documents(category) if str(d.id) in wanted), key=lambda d: d.link)
+
     def count(self, category: DataCategory) -> int:
         return len(self.users) if category == DataCategory.USERS else len(self.find_documents(category))
 
@@ -402,29 +409,33 @@ def fake_rag_corpus(topics: dict[tuple[str, str], str]) -> tuple[FakeWarehouse, 
     return warehouse, store, encoder
 
 
-def fake_services(corpus, llm: ScriptedLLM, counter=None, **config):
-    """(RAGService, SearchService, RecordingTracer) wired from fakes, as the composition root wires adapters."""
-    from llm_engineering.application.rag.llm_self_query import LLMSelfQuery
-    from llm_engineering.application.rag.query_expansion import QueryExpander
-    from llm_engineering.application.rag.rag_service import RAGConfig, RAGService
-    from llm_engineering.application.rag.retriever import HybridRetriever
-    from llm_engineering.application.rag.search import SearchService
-    from llm_engineering.application.rag.self_query import SelfQuery
+def fake_container(corpus, llm: ScriptedLLM, counter=None, tracer=None, settings=None):
+    """The composition root with fakes of the ports handed in: services are assembled exactly as in production."""
+    from llm_engineering.settings import Settings
+    from llm_engineering.wiring.container import Container
 
     warehouse, store, encoder = corpus
-    tracer = RecordingTracer()
-    authors = SelfQuery(warehouse)
-    retriever = HybridRetriever(store, encoder)
-    service = RAGService(
-        config=RAGConfig(**{"k": 2, "expand_n": 2, "max_model_len": 512, "max_answer_tokens": 64, **config}),
-        retriever=retriever,
+    return Container(
+        settings or Settings(),
+        warehouse=warehouse,
+        feature_store=store,
+        embedder=encoder,
+        reranker=None,
         llm=llm,
-        self_query=LLMSelfQuery(authors, llm=llm),
-        expander=QueryExpander(llm),
-        token_counter=counter or WordCounter(),
-        tracer=tracer,
+        prompt_token_counter=counter or WordCounter(),
+        tracer=tracer or RecordingTracer(),
     )
-    return service, SearchService(retriever, authors), tracer
+
+
+def fake_services(corpus, llm: ScriptedLLM, counter=None, **config):
+    """(RAGService, SearchService, RecordingTracer) from the composition root with fakes handed in."""
+    from llm_engineering.application.rag.rag_service import RAGConfig
+
+    container = fake_container(corpus, llm, counter)
+    service = container.build_rag_service(
+        config=RAGConfig(**{"k": 2, "expand_n": 2, "max_model_len": 512, "max_answer_tokens": 64, **config})
+    )
+    return service, container.search_service, container.tracer
 
 
 # --- evaluation: answer log-probabilities ------------------------------------------------------------------------

@@ -55,6 +55,7 @@ def main(config_path: Path, dataset: str | None, max_steps: int | None, no_zenml
     from llm_engineering.domain.errors import LLMTwinError
     from llm_engineering.infrastructure.ml.training.config import load_training_config
     from llm_engineering.infrastructure.model_check import check_model_available
+    from llm_engineering.wiring import get_container
 
     try:
         config = load_training_config(check_input_file(config_path, "config"))
@@ -62,7 +63,7 @@ def main(config_path: Path, dataset: str | None, max_steps: int | None, no_zenml
             os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a packaged, registered or local model: nothing to fetch
         # Before any work (no run folder, tracker archive or ZenML run yet): the model exists, the dataset reads.
         check_model_available(config.model, settings, setting=f"{config_path}: model")
-        dataset_dir = resolve_dataset_dir(settings.data_dir, dataset)
+        dataset_dir = resolve_dataset_dir(get_container(settings).artifacts("datasets"), dataset)
         load_training_data(dataset_dir, need_preference=config.dpo.enabled)
         report, title = run_training(settings, config, dataset_dir, max_steps, use_zenml=not no_zenml)
     except LLMTwinError as exc:

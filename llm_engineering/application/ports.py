@@ -7,8 +7,9 @@ Application code depends on these protocols only; `infrastructure/` implements t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Unpack
 from uuid import UUID
 
@@ -42,6 +43,15 @@ class WarehouseRepository(Protocol):
     def upsert_document(self, document: RawDocument) -> UpsertOutcome: ...
 
     def find_documents(self, category: DataCategory, author_ids: Iterable[UUID] | None = None) -> list[RawDocument]: ...
+
+    def document_versions(self, category: DataCategory) -> dict[str, tuple[str, str]]:
+        """id -> (author id, content hash) of every document in the category, without reading the content: what
+        an incremental feature run compares."""
+        ...
+
+    def get_documents(self, category: DataCategory, ids: Iterable[UUID | str]) -> list[RawDocument]:
+        """The documents with these ids (those that exist), by link."""
+        ...
 
     def count(self, category: DataCategory) -> int: ...
 
@@ -282,6 +292,32 @@ class KeyValueCache(Protocol):
     def put(self, key: str, value: Any) -> None: ...
 
     def close(self) -> None: ...
+
+
+# --- Versioned artifacts -------------------------------------------------------------------------------------------
+class ArtifactStore(Protocol):
+    """Versions of one kind of artifact (datasets, models, reports, vector-store versions): each written whole or
+    not at all into `<root>/<version>/`, with atomic aliases (`latest`, `production`)."""
+
+    root: Path
+
+    def next_version(self) -> str: ...
+
+    def write(
+        self, fill: Callable[[Path, str], None], version: str | None = None, alias: str | None = "latest"
+    ) -> Path:
+        """`fill(folder, version)` writes the files; the folder becomes the version when it returns."""
+        ...
+
+    def write_to(self, target: str | Path, fill: Callable[[Path, str], None]) -> Path:
+        """The same into a folder outside the store (a user's output folder)."""
+        ...
+
+    def versions(self) -> list[str]: ...
+
+    def resolve(self, ref: str | None = None) -> Path | None:
+        """A version or alias (None: latest) -> its folder."""
+        ...
 
 
 # --- Evaluation ---------------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from loguru import logger
 from pydantic import BaseModel
 
 from llm_engineering.domain.errors import ConfigurationError
+from llm_engineering.infrastructure.artifacts import STAGING_PREFIX, VersionedArtifactStore
 
 DEFAULT_MODEL_NAME = "llm-twin"
 SFT_SUFFIX = "-sft"
@@ -43,8 +44,6 @@ TRAINING_DIRNAME = "training"
 MANIFEST_NAME = "manifest.json"
 LATEST_POINTER = "latest"
 STAGE_POINTERS = ("latest", "production", "staging")
-STAGING_PREFIX = ".staging-"
-_VERSION = re.compile(r"^v(\d{4,})$")
 _SPEC = re.compile(r"^(?P<name>[a-z0-9][a-z0-9._-]*)(?::(?P<version>[A-Za-z0-9._-]+))?$")
 
 
@@ -65,56 +64,41 @@ def _is_complete(path: Path) -> bool:
     return path.is_dir() and (path / MANIFEST_NAME).is_file() and (path / "config.json").is_file()
 
 
+def registry_store(models_dir: Path, name: str = DEFAULT_MODEL_NAME) -> VersionedArtifactStore:
+    """The versioned-artifact store holding one registered model's versions (v0001 …) and its aliases."""
+    return VersionedArtifactStore(
+        registry_dir(models_dir, name), naming="sequence", width=4, is_complete=_is_complete, kind="model"
+    )
+
+
 def list_versions(models_dir: Path, name: str = DEFAULT_MODEL_NAME) -> list[str]:
     """Complete versions, oldest first."""
-    root = registry_dir(models_dir, name)
-    if not root.is_dir():
-        return []
-    found = [(int(m.group(1)), p.name) for p in root.iterdir() if (m := _VERSION.match(p.name)) and _is_complete(p)]
-    return [version for _, version in sorted(found)]
+    return registry_store(models_dir, name).versions()
 
 
 def read_pointer(models_dir: Path, name: str = DEFAULT_MODEL_NAME, pointer: str = LATEST_POINTER) -> str | None:
     """The version a pointer (`latest`, `production`) names: a text file, or a symlink to a version dir."""
-    path = registry_dir(models_dir, name) / pointer
-    if path.is_symlink():
-        target = Path(os.readlink(path)).name
-        return target if _is_complete(registry_dir(models_dir, name) / target) else None
-    if path.is_file():
-        version = path.read_text(encoding="utf-8").strip()
-        return version if _is_complete(registry_dir(models_dir, name) / version) else None
-    return None
+    return registry_store(models_dir, name).read_alias(pointer)
 
 
 def latest_version(models_dir: Path, name: str = DEFAULT_MODEL_NAME) -> str | None:
     """What `latest` names, else the newest complete version, else None."""
-    versions = list_versions(models_dir, name)
-    return read_pointer(models_dir, name, LATEST_POINTER) or (versions[-1] if versions else None)
+    return registry_store(models_dir, name).latest()
 
 
 def write_pointer(models_dir: Path, name: str, version: str, pointer: str = LATEST_POINTER) -> None:
     """Point `pointer` at `version` atomically (write a temp file, then os.replace)."""
     if pointer not in STAGE_POINTERS:
         raise ConfigurationError(f"unknown registry pointer {pointer!r}; use one of {', '.join(STAGE_POINTERS)}")
-    root = registry_dir(models_dir, name)
-    if not _is_complete(root / version):
+    store = registry_store(models_dir, name)
+    if not _is_complete(store.path(version)):
         raise ConfigurationError(f"{name}:{version} is not a registered version ({_available(models_dir, name)})")
-    target = root / pointer
-    temp = root / f".{pointer}.{uuid.uuid4().hex}.tmp"
-    temp.write_text(version + "\n", encoding="utf-8")
-    if target.is_symlink() or target.is_dir():
-        target.unlink()
-    os.replace(temp, target)
+    store.set_alias(pointer, version)
 
 
 def promote(models_dir: Path, version: str, name: str = DEFAULT_MODEL_NAME, stage: str = "production") -> None:
     """Mark `version` as `stage` (evaluation promotes a twin that beats production)."""
     write_pointer(models_dir, name, version, stage)
-
-
-def _next_version(root: Path) -> str:
-    numbers = [int(m.group(1)) for p in root.iterdir() if (m := _VERSION.match(p.name))] if root.is_dir() else []
-    return f"v{max(numbers, default=0) + 1:04d}"
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -136,16 +120,17 @@ def register_version(
 
     `twin_dir` becomes the version dir itself (vLLM serves it as is); `sft_dir`, when given, becomes its `sft/`
     subfolder. `training_files` ({file name: JSON-able}) go to `training/`. Nothing is visible under a version
-    name until everything is in place.
+    name until everything is in place (the artifact store's staging folder + one rename).
     """
     twin_dir = Path(twin_dir)
     if not (twin_dir / "config.json").is_file():
         raise ConfigurationError(f"{twin_dir} is not a merged checkpoint (config.json missing): nothing registered")
     if sft_dir is not None and not (Path(sft_dir) / "config.json").is_file():
         raise ConfigurationError(f"{sft_dir} is not a merged checkpoint (config.json missing): nothing registered")
-    root = registry_dir(models_dir, name)
-    root.mkdir(parents=True, exist_ok=True)
-    staging = root / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
+    store = registry_store(models_dir, name)
+    store.root.mkdir(parents=True, exist_ok=True)
+    staging = store.root / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
+    created_at = datetime.now(UTC).isoformat(timespec="seconds")
     try:
         shutil.move(str(twin_dir), str(staging))
         if sft_dir is not None:
@@ -153,9 +138,8 @@ def register_version(
         (staging / TRAINING_DIRNAME).mkdir(exist_ok=True)
         for file_name, content in (training_files or {}).items():
             _write_json(staging / TRAINING_DIRNAME / file_name, content)
-        created_at = datetime.now(UTC).isoformat(timespec="seconds")
         for _attempt in range(20):
-            version = _next_version(root)
+            version = store.next_version()
             full_manifest = {
                 "name": name,
                 "version": version,
@@ -165,14 +149,14 @@ def register_version(
             }
             _write_json(staging / MANIFEST_NAME, full_manifest)
             try:
-                os.rename(staging, root / version)  # atomic; fails if a concurrent run took the name
+                store.commit(staging, version, alias=None)  # atomic; fails if a concurrent run took the name
                 break
             except OSError:
-                if (root / version).exists():
+                if store.path(version).exists():
                     continue
                 raise
         else:  # pragma: no cover - 20 concurrent registrations
-            raise RuntimeError(f"could not allocate a version name under {root}")
+            raise RuntimeError(f"could not allocate a version name under {store.root}")
     except BaseException:
         # Give the checkpoints back to the run dir where possible, so a retry can register them; never leave staging.
         if staging.exists():
@@ -184,7 +168,7 @@ def register_version(
                 shutil.rmtree(staging, ignore_errors=True)
         raise
     write_pointer(models_dir, name, version, LATEST_POINTER)
-    path = root / version
+    path = store.path(version)
     logger.info(f"Registered {name}:{version} at {path}")
     return RegisteredVersion(
         name=name,

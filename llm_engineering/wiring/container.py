@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from llm_engineering.settings import Settings, get_settings
@@ -37,7 +38,9 @@ if TYPE_CHECKING:
     from llm_engineering.application.rag.search import SearchService
     from llm_engineering.application.rag.self_query import SelfQuery
     from llm_engineering.application.sources.service import ArchiveImporter
+    from llm_engineering.domain.generation import GenerationDefaults
     from llm_engineering.domain.types import DataCategory
+    from llm_engineering.infrastructure.artifacts import VersionedArtifactStore
 
 T = TypeVar("T")
 
@@ -45,12 +48,25 @@ T = TypeVar("T")
 HELPER_LLM_TIMEOUT_S = 30.0
 
 
-class Container:
-    """Adapters and services for one `Settings`, each built on first use and then reused."""
+# Members a caller may hand in instead of the adapters built from settings (tests pass fakes of the ports).
+ADAPTER_MEMBERS = frozenset(
+    {"warehouse", "feature_store", "embedder", "reranker", "authors", "llm", "prompt_token_counter", "tracer"}
+)
 
-    def __init__(self, settings: Settings) -> None:
+
+class Container:
+    """Adapters and services for one `Settings`, each built on first use and then reused.
+
+    `Container(settings, warehouse=fake, llm=scripted, ...)` uses the given adapters instead of building them: the
+    services above them are still assembled here, so tests exercise the same wiring as production."""
+
+    def __init__(self, settings: Settings, **adapters: Any) -> None:
+        unknown = set(adapters) - ADAPTER_MEMBERS
+        if unknown:
+            raise TypeError(f"unknown adapter(s) {sorted(unknown)}; one of {sorted(ADAPTER_MEMBERS)}")
         self.settings = settings
-        self._built: dict[str, Any] = {}
+        self._built: dict[str, Any] = dict(adapters)
+        self._given = frozenset(adapters)
         self._lock = threading.RLock()
 
     def _once(self, name: str, build: Callable[[], T]) -> T:
@@ -134,7 +150,10 @@ class Container:
         timeout_s: float | None = None,
         max_retries: int | None = None,
     ) -> LLM:
-        """An OpenAI-compatible client; unset arguments fall back to the serving LLM settings."""
+        """An OpenAI-compatible client; unset arguments fall back to the serving LLM settings (a given `llm`
+        adapter answers for the serving endpoint itself)."""
+        if "llm" in self._given and base_url is None and model is None:
+            return self._built["llm"]
         from llm_engineering.infrastructure.llm.client import LLMClient
 
         return LLMClient(
@@ -201,12 +220,30 @@ class Container:
             expand_n=s.rag_expand_n,
             use_llm_self_query=s.rag_use_llm_self_query,
             max_answer_tokens=s.rag_max_answer_tokens,
-            temperature=s.rag_temperature,
+            # RAG_TEMPERATURE set explicitly overrides the model version's default temperature.
+            temperature=s.rag_temperature if "rag_temperature" in s.model_fields_set else None,
             max_model_len=s.llm_max_model_len,
             max_query_tokens=s.inference_max_query_tokens,
             busy_answer_tokens=s.inference_busy_answer_tokens,
             model_label=self.served_model_label(),
+            generation=self.served_generation_defaults(),
         )
+
+    def served_generation_defaults(self) -> GenerationDefaults:
+        """The served model version's decoding defaults (its manifest's `generation`); the domain defaults for a
+        model that is not a registry version (the packaged base model, a path, a hub id)."""
+        from llm_engineering.domain.generation import generation_defaults
+        from llm_engineering.infrastructure.ml.model_runtime import manifest_of
+        from llm_engineering.infrastructure.registry import is_registered_model_spec, resolve_registered_model
+
+        model_id = self.settings.llm_model_id
+        manifest = None
+        if is_registered_model_spec(self.settings.models_dir, model_id):
+            try:
+                manifest = manifest_of(resolve_registered_model(self.settings.models_dir, model_id))
+            except Exception:  # an unresolvable spec fails where the model is served, with its own error
+                manifest = None
+        return generation_defaults(manifest)
 
     def served_model_label(self) -> str:
         """Which model answers: a registry spec resolves to name:version (and its stage), else the model id."""
@@ -224,25 +261,30 @@ class Container:
 
     @property
     def rag_service(self) -> RAGService:
-        def build() -> RAGService:
-            from llm_engineering.application.rag.llm_self_query import LLMSelfQuery
-            from llm_engineering.application.rag.query_expansion import QueryExpander
-            from llm_engineering.application.rag.rag_service import RAGService
+        """The service behind `/rag` and the chat routes."""
+        return self._once("rag_service", self.build_rag_service)
 
-            helper_timeout = min(HELPER_LLM_TIMEOUT_S, self.settings.llm_timeout_s)
-            # No SDK retries inside a request budget: a failed call falls back (helpers) or fails fast (answer).
-            llm = self.llm_client(max_retries=0)
-            return RAGService(
-                config=self.rag_config(),
-                retriever=self.retriever(),
-                llm=llm,
-                self_query=LLMSelfQuery(self.authors, llm=llm, timeout_s=helper_timeout),
-                expander=QueryExpander(llm, timeout_s=helper_timeout),
-                token_counter=self.prompt_token_counter,
-                tracer=self.tracer,
-            )
+    def build_rag_service(
+        self, *, llm: LLM | None = None, tracer: Tracer | None = None, config: RAGConfig | None = None
+    ) -> RAGService:
+        """The one place a `RAGService` is assembled: the API's (defaults), the evaluation's (each model under test
+        answering with its own LLM and a capturing tracer) and the tests' (fakes handed to the container)."""
+        from llm_engineering.application.rag.llm_self_query import LLMSelfQuery
+        from llm_engineering.application.rag.query_expansion import QueryExpander
+        from llm_engineering.application.rag.rag_service import RAGService
 
-        return self._once("rag_service", build)
+        helper_timeout = min(HELPER_LLM_TIMEOUT_S, self.settings.llm_timeout_s)
+        # No SDK retries inside a request budget: a failed call falls back (helpers) or fails fast (answer).
+        llm = llm or self.llm_client(max_retries=0)
+        return RAGService(
+            config=config or self.rag_config(),
+            retriever=self.retriever(),
+            llm=llm,
+            self_query=LLMSelfQuery(self.authors, llm=llm, timeout_s=helper_timeout),
+            expander=QueryExpander(llm, timeout_s=helper_timeout),
+            token_counter=self.prompt_token_counter,
+            tracer=tracer or self.tracer,
+        )
 
     def feature_engineering(
         self, chunking: dict[DataCategory, ChunkingParams] | None = None, **options: Any
@@ -312,6 +354,32 @@ class Container:
         fetcher = PoliteHttpClient(self.settings, throttle=DomainThrottle(self.settings.crawler_domain_delay_s))
         return ArchiveImporter(self.warehouse, fetcher=fetcher, crawlers=self.crawler_dispatcher)
 
+    def artifacts(self, kind: str, name: str | None = None) -> VersionedArtifactStore:
+        """The versioned-artifact store of one kind under DATA_DIR: `datasets` (timestamped versions), `models`
+        (`name`: the registered model, v0001 …), `reports` (evaluation reports, named by the report)."""
+        from llm_engineering.domain.datasets import INSTRUCT_FILES
+        from llm_engineering.infrastructure.artifacts import VersionedArtifactStore
+        from llm_engineering.infrastructure.registry import registry_store
+
+        data_dir = Path(self.settings.data_dir)
+        if kind == "datasets":
+            return VersionedArtifactStore(
+                data_dir / "datasets",
+                naming="timestamp",
+                is_complete=lambda p: (p / INSTRUCT_FILES["train"]).is_file(),
+                kind="dataset",
+            )
+        if kind == "models":
+            return registry_store(self.settings.models_dir, name or "llm-twin")
+        if kind == "reports":
+            return VersionedArtifactStore(
+                data_dir / "reports",
+                naming="timestamp",
+                is_complete=lambda p: (p / "report.json").is_file(),
+                kind="report",
+            )
+        raise ValueError(f"unknown artifact kind {kind!r}: datasets, models or reports")
+
     def dataset_generation(
         self, config: DatasetGenerationConfig | None = None, use_cache: bool = True, show_progress: bool = True
     ) -> DatasetGenerationService:
@@ -351,7 +419,7 @@ class Container:
             llm=instructions_llm,
             rejected_llm=self.llm,
             cache=cache,
-            output_root=root,
+            store=self.artifacts("datasets"),
             judge=judge,
             show_progress=show_progress,
         )
@@ -370,6 +438,7 @@ class Container:
                 deps.rag_unavailable = "the feature store is empty: run `poe run-feature-engineering-pipeline` first"
             else:
                 deps.retriever = self.retriever()
+                deps.rag_service = self.build_rag_service
                 deps.search = self.search_service
                 deps.authors = self.authors
                 deps.token_counter = self.prompt_token_counter

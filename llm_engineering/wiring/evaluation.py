@@ -13,7 +13,7 @@ from typing import Any
 from loguru import logger
 
 from llm_engineering.application.evaluation.config import EvaluationConfig
-from llm_engineering.application.evaluation.promotion import decide_for_plan
+from llm_engineering.application.evaluation.promotion import decide_gate
 from llm_engineering.application.evaluation.report import (
     EvaluationReport,
     build_report,
@@ -32,6 +32,7 @@ from llm_engineering.infrastructure.ml.model_runtime import (
     with_production,
 )
 from llm_engineering.settings import PROJECT_ROOT, Settings
+from llm_engineering.wiring.container import get_container
 
 
 def _path(value: str | None) -> Path | None:
@@ -57,7 +58,7 @@ def prepare_plan(
     resolved = resolve_models(settings, specs, config.voice.reference_model)
     if config.promotion.enabled:
         resolved = with_production(settings, resolved, config.promotion.candidate)
-    dataset_dir = resolve_dataset_dir(settings.data_dir, dataset or config.dataset)
+    dataset_dir = resolve_dataset_dir(get_container(settings).artifacts("datasets"), dataset or config.dataset)
     qa_path = _path(qa or config.qa)
     if qa_path is None or not qa_path.is_file():
         raise ConfigurationError(f"QA file {qa or config.qa} does not exist (pass --qa FILE.jsonl)")
@@ -86,7 +87,7 @@ def promotion_for(settings: Settings, plan: EvaluationPlan, summary: dict[str, d
             candidate=cfg.candidate, reason=f"{cfg.candidate} was not evaluated: nothing to promote"
         )
     production = plan.model("production")
-    decision = decide_for_plan(
+    decision = decide_gate(
         summary,
         candidate=cfg.candidate,
         candidate_version=(
@@ -97,6 +98,12 @@ def promotion_for(settings: Settings, plan: EvaluationPlan, summary: dict[str, d
         metric=cfg.metric,
         min_improvement=cfg.min_improvement,
         production_version=production.registry_version if production else _current_production(settings),
+        answering=cfg.answering,
+        tolerances={
+            "fact_recall": cfg.fact_recall_tolerance,
+            "supported": cfg.supported_tolerance,
+            "degenerate": cfg.degenerate_tolerance,
+        },
     )
     return apply_promotion(settings, decision, candidate.registry_name)
 
@@ -107,11 +114,28 @@ def _current_production(settings: Settings) -> str | None:
     return read_pointer(settings.models_dir, "llm-twin", "production")
 
 
+def write_report_files(settings: Settings, report: EvaluationReport) -> dict[str, str]:
+    """The report's files: a new version of the reports artifact store (DATA_DIR/reports/<version>, alias
+    `latest`, written whole or not at all), or the `--output` folder the user chose."""
+    store = get_container(settings).artifacts("reports")
+    target = Path(report.output_dir)
+    written: dict[str, str] = {}
+
+    def fill(folder: Path, _version: str) -> None:
+        written.update(write_report(report, folder))
+
+    if target.resolve() == store.path(report.version).resolve():
+        final = store.write(fill, version=report.version)
+    else:
+        final = store.write_to(target, fill)
+    return {kind: str(final / Path(path).name) for kind, path in written.items()}
+
+
 def publish(settings: Settings, report: EvaluationReport) -> dict[str, Any]:
     """Write report.json / report.html / PNGs, then Comet, Opik and ZenML model-version metadata."""
     from llm_engineering.infrastructure.tracking.evaluation import log_model_version_metadata, log_to_comet, log_to_opik
 
-    paths = write_report(report)
+    paths = write_report_files(settings, report)
     tracking = {
         "comet": log_to_comet(settings, report, enabled=report.config.get("tracking", {}).get("comet", True)),
         "opik": log_to_opik(settings, report, enabled=report.config.get("tracking", {}).get("opik", True)),

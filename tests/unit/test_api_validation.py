@@ -38,7 +38,9 @@ def api_settings(settings):
 def client(api_settings):
     from llm_engineering.infrastructure.api.app import create_app
 
-    with TestClient(create_app(api_settings, services=get_container(api_settings)), raise_server_exceptions=False) as test_client:
+    with TestClient(
+        create_app(api_settings, services=get_container(api_settings)), raise_server_exceptions=False
+    ) as test_client:
         yield test_client
 
 
@@ -143,7 +145,9 @@ def test_api_key_is_enforced_when_configured(api_settings):
 
     from llm_engineering.infrastructure.api.app import create_app
 
-    app = create_app(api_settings.model_copy(update={"inference_api_key": SecretStr("k3y")}), services=get_container(api_settings))
+    app = create_app(
+        api_settings.model_copy(update={"inference_api_key": SecretStr("k3y")}), services=get_container(api_settings)
+    )
     with TestClient(app, raise_server_exceptions=False) as client:
         missing = client.post("/rag", json={"query": "hi"})
         assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
@@ -168,7 +172,9 @@ def test_api_key_is_enforced_when_configured(api_settings):
 def test_a_budget_too_short_for_an_answer_is_refused_fast_not_timed_out(api_settings):
     from llm_engineering.infrastructure.api.app import create_app
 
-    app = create_app(api_settings.model_copy(update={"inference_request_timeout_s": 0.5}), services=get_container(api_settings))
+    app = create_app(
+        api_settings.model_copy(update={"inference_request_timeout_s": 0.5}), services=get_container(api_settings)
+    )
     with TestClient(app, raise_server_exceptions=False) as client:
         response = client.post("/rag", json={"query": "What is RRF?"})
         assert response.status_code == 503 and "not enough time" in response.json()["detail"]
@@ -179,7 +185,9 @@ def test_a_budget_too_short_for_an_answer_is_refused_fast_not_timed_out(api_sett
 def test_wrong_host_is_refused_and_security_headers_are_set(api_settings):
     from llm_engineering.infrastructure.api.app import create_app
 
-    with TestClient(create_app(api_settings, services=get_container(api_settings)), raise_server_exceptions=False) as client:
+    with TestClient(
+        create_app(api_settings, services=get_container(api_settings)), raise_server_exceptions=False
+    ) as client:
         page = client.get("/")
         csp = page.headers["content-security-policy"]
         assert "script-src 'nonce-" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp

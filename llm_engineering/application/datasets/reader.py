@@ -3,8 +3,9 @@
 A dataset folder holds `instruct_train.jsonl`, `instruct_test.jsonl` (`instruction`, `answer`, `messages`,
 `source_link`, `author`) and `preference_train.jsonl`, `preference_test.jsonl` (`prompt` = the chat messages
 before the answer, `chosen` = the author's text, `rejected` = the base model's text, `source_link`, `author`),
-plus `report.json`. Folders are versioned under `DATA_DIR/datasets/<version>/`; `DATA_DIR/datasets/latest` (a
-text file or a symlink) may name the newest, else the newest folder by name wins.
+plus `report.json`. Folders are versions of the datasets artifact store (`DATA_DIR/datasets/<version>/`, alias
+`latest`). This is the one reader: training (`load_training_data`) and evaluation (`read_dataset_splits`) both
+validate through it.
 
 The trainers get TRL's conversational prompt/completion form: SFT `{"prompt": [system, user], "completion":
 [assistant]}` (TRL masks the prompt tokens, so the loss is on the answer only), DPO `{"prompt": [...],
@@ -21,7 +22,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from llm_engineering.application.jsonl import read_jsonl_objects
-from llm_engineering.domain.datasets import INSTRUCT_FILES, LATEST_POINTER, PREFERENCE_FILES, REPORT_FILE
+from llm_engineering.application.ports import ArtifactStore
+from llm_engineering.domain.datasets import INSTRUCT_FILES, PREFERENCE_FILES, REPORT_FILE
 from llm_engineering.domain.errors import ConfigurationError
 from llm_engineering.domain.prompts import TWIN_SYSTEM_PROMPT_NO_CONTEXT, Message, build_sft_messages
 
@@ -48,22 +50,17 @@ class TrainingData(BaseModel):
     dpo_test: list[dict[str, Any]]
 
 
-def datasets_root(data_dir: Path) -> Path:
-    return Path(data_dir) / "datasets"
-
-
 def _is_dataset_dir(path: Path) -> bool:
     return path.is_dir() and (path / INSTRUCT_FILES["train"]).is_file()
 
 
-def resolve_dataset_dir(data_dir: Path, dataset: str | Path | None = None) -> Path:
-    """The dataset folder to train on: `dataset` if given (a folder, or a version name under
-    DATA_DIR/datasets), else the one `DATA_DIR/datasets/latest` names, else the newest by folder name."""
-    root = datasets_root(data_dir)
+def resolve_dataset_dir(datasets: ArtifactStore, dataset: str | Path | None = None) -> Path:
+    """The dataset folder to read: `dataset` if given (a folder, or a version name or alias of the datasets store),
+    else the version `latest` names, else the newest."""
     if dataset is not None:
         candidate = Path(dataset).expanduser()
-        if not candidate.exists() and (root / str(dataset)).exists():
-            candidate = root / str(dataset)
+        if not candidate.exists():
+            candidate = datasets.resolve(str(dataset)) or candidate
         if not candidate.is_dir():
             raise ConfigurationError(f"dataset folder not found: {dataset}; {NO_DATASET_HINT}")
         if not _is_dataset_dir(candidate):
@@ -71,20 +68,10 @@ def resolve_dataset_dir(data_dir: Path, dataset: str | Path | None = None) -> Pa
                 f"{candidate} is not a generated dataset folder ({INSTRUCT_FILES['train']} missing); {NO_DATASET_HINT}"
             )
         return candidate.resolve()
-    pointer = root / LATEST_POINTER
-    if pointer.is_symlink() or pointer.is_dir():
-        if _is_dataset_dir(pointer):
-            return pointer.resolve()
-    elif pointer.is_file():
-        name = pointer.read_text(encoding="utf-8").strip()
-        if name and _is_dataset_dir(root / name):
-            return (root / name).resolve()
-    versions = (
-        sorted(p for p in root.iterdir() if p.name != LATEST_POINTER and _is_dataset_dir(p)) if root.is_dir() else []
-    )
-    if not versions:
-        raise ConfigurationError(f"no generated dataset under {root}: {NO_DATASET_HINT}")
-    return versions[-1].resolve()
+    found = datasets.resolve()
+    if found is None:
+        raise ConfigurationError(f"no generated dataset under {datasets.root}: {NO_DATASET_HINT}")
+    return found.resolve()
 
 
 def _check_messages(messages: Any, where: str) -> list[Message]:
@@ -165,23 +152,36 @@ def _convert(rows: list[dict[str, Any]], path: Path, convert) -> list[dict[str, 
     return [convert(row, f"{path} line {number}") for number, row in enumerate(rows, start=1)]
 
 
-def load_training_data(dataset_dir: str | Path, need_preference: bool = True) -> TrainingData:
-    """Read and validate a dataset folder. Errors name the file, the line and the field."""
+class DatasetSplits(BaseModel):
+    """A dataset folder's rows as written (validated as JSON objects), its report and version."""
+
+    path: Path
+    version: str
+    rows: dict[str, list[dict[str, Any]]]  # instruct_train, instruct_test, preference_train, preference_test
+    report: dict[str, Any] | None = None
+
+
+def read_dataset_splits(
+    dataset_dir: str | Path, *, need_preference: bool = True, need_test: bool = False
+) -> DatasetSplits:
+    """Read a dataset folder's four splits and report.json. Errors name the file (and line) and say what to do."""
     dataset_dir = Path(dataset_dir)
     if not _is_dataset_dir(dataset_dir):
         raise ConfigurationError(f"{dataset_dir} is not a generated dataset folder; {NO_DATASET_HINT}")
-    raw: dict[str, list[dict[str, Any]]] = {}
-    for split, name in INSTRUCT_FILES.items():
-        path = dataset_dir / name
-        missing = f"{path} is missing; {NO_DATASET_HINT}" if split == "train" else None  # test split optional
-        raw[f"instruct_{split}"] = read_jsonl_objects(path, missing)
-    for split, name in PREFERENCE_FILES.items():
-        path = dataset_dir / name
-        missing = f"{path} is missing; {NO_DATASET_HINT}" if need_preference and split == "train" else None
-        raw[f"preference_{split}"] = read_jsonl_objects(path, missing)
-    if not raw["instruct_train"]:
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for kind, files, needed in (("instruct", INSTRUCT_FILES, True), ("preference", PREFERENCE_FILES, need_preference)):
+        for split, name in files.items():
+            path = dataset_dir / name
+            missing = f"{path} is missing; {NO_DATASET_HINT}" if needed and split == "train" else None
+            rows[f"{kind}_{split}"] = read_jsonl_objects(path, missing)
+    if not rows["instruct_train"]:
         raise ConfigurationError(f"{dataset_dir / INSTRUCT_FILES['train']} has no samples; {NO_DATASET_HINT}")
-    if need_preference and not raw["preference_train"]:
+    if need_test and not rows["instruct_test"]:
+        raise ConfigurationError(
+            f"{dataset_dir / INSTRUCT_FILES['test']} is missing or empty: evaluation needs the held-out test split "
+            f"({NO_DATASET_HINT})"
+        )
+    if need_preference and not rows["preference_train"]:
         raise ConfigurationError(
             f"{dataset_dir / PREFERENCE_FILES['train']} has no pairs: regenerate the datasets, "
             "or set `dpo.enabled: false` to train SFT only"
@@ -193,15 +193,27 @@ def load_training_data(dataset_dir: str | Path, need_preference: bool = True) ->
             report = json.loads(report_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ConfigurationError(f"{report_path}: not valid JSON ({exc.msg})") from exc
-    version = str((report or {}).get("version") or dataset_dir.name)
+        except UnicodeDecodeError as exc:
+            raise ConfigurationError(f"{report_path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    report = report if isinstance(report, dict) else None
+    return DatasetSplits(
+        path=dataset_dir, version=str((report or {}).get("version") or dataset_dir.name), rows=rows, report=report
+    )
+
+
+def load_training_data(dataset_dir: str | Path, need_preference: bool = True) -> TrainingData:
+    """Read and validate a dataset folder for the trainers. Errors name the file, the line and the field."""
+    dataset_dir = Path(dataset_dir)
+    splits = read_dataset_splits(dataset_dir, need_preference=need_preference)
+    raw = splits.rows
     authors = sorted({str(r["author"]) for rows in raw.values() for r in rows if r.get("author")})
     info = DatasetInfo(
         path=str(dataset_dir.resolve()),
-        version=version,
+        version=splits.version,
         hash=dataset_hash(dataset_dir),
         counts={key: len(rows) for key, rows in raw.items()},
         authors=authors,
-        report=report if isinstance(report, dict) else None,
+        report=splits.report,
     )
     return TrainingData(
         info=info,

@@ -40,10 +40,17 @@ from llm_engineering.application.datasets.filters import (
 )
 from llm_engineering.application.datasets.generation import GenerationConfig, Generators
 from llm_engineering.application.datasets.grounding import grounding_summary
-from llm_engineering.application.datasets.output import new_version_dir, point_latest, write_dataset_folder
+from llm_engineering.application.datasets.output import write_dataset_files
 from llm_engineering.application.datasets.samples import SampleConfig, instruct_sample, preference_pair, split_documents
 from llm_engineering.application.evaluation.retrieval import CHUNKS_PER_DOCUMENT, rank_of
-from llm_engineering.application.ports import LLM, AuthorDirectory, FeatureStore, KeyValueCache, PromptTokenCounter
+from llm_engineering.application.ports import (
+    LLM,
+    ArtifactStore,
+    AuthorDirectory,
+    FeatureStore,
+    KeyValueCache,
+    PromptTokenCounter,
+)
 from llm_engineering.application.ports import Retriever as RetrieverPort
 from llm_engineering.application.rag.fusion import dedupe_by_document
 from llm_engineering.domain.chunks import CleanedDocument
@@ -134,7 +141,7 @@ class DatasetGenerationService:
         llm: LLM,
         rejected_llm: LLM,
         cache: KeyValueCache,
-        output_root: Path,
+        store: ArtifactStore,
         judge: LLM | None = None,
         show_progress: bool = True,
     ) -> None:
@@ -147,7 +154,7 @@ class DatasetGenerationService:
         self.rejected_llm = rejected_llm
         self.judge = judge
         self.cache = cache
-        self.output_root = Path(output_root)
+        self.store = store
         self.show_progress = show_progress
         self._retrieval_s = 0.0
 
@@ -402,8 +409,7 @@ class DatasetGenerationService:
         used_documents = {d for ids in documents_by_author.values() for d in ids}
         drops = Counter(extracts.drops)
         drops.update(generation.drops)
-        root = self.output_root
-        target = Path(output) if output else new_version_dir(root)
+        target = Path(output) if output else self.store.root / self.store.next_version()
         report = DatasetReport(
             version=target.name,
             output_dir=str(target),
@@ -433,9 +439,14 @@ class DatasetGenerationService:
         )
         if generation.timeouts:
             report.drops["llm_timeouts"] = generation.timeouts
-        write_dataset_folder(target, instruct, preference, report.model_dump(mode="json"), config.hf_datasets)
-        if output is None:
-            point_latest(root, target)
+
+        def fill(folder: Path, version: str) -> None:
+            write_dataset_files(folder, instruct, preference, report.model_dump(mode="json"), config.hf_datasets)
+
+        if output:
+            self.store.write_to(target, fill)
+        else:
+            self.store.write(fill, version=target.name)
         return report
 
     def _token_stats(self, samples: Sequence[Any], pairs: Sequence[Any]) -> dict[str, Any]:

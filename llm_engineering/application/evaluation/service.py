@@ -10,9 +10,8 @@ transformers), the judge endpoint, and the retrieval side of the feature store.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +20,8 @@ from typing import Any
 from loguru import logger
 from pydantic import BaseModel, Field
 
+from llm_engineering.application.datasets.reader import read_dataset_splits
+from llm_engineering.application.evaluation.answer_quality import answer_metrics, answer_rates
 from llm_engineering.application.evaluation.config import EvaluationConfig
 from llm_engineering.application.evaluation.judge import Judge, judge_model
 from llm_engineering.application.evaluation.qa_set import (
@@ -49,7 +50,6 @@ from llm_engineering.application.evaluation.results import (
 )
 from llm_engineering.application.evaluation.retrieval import QAItem, evaluate_retrieval
 from llm_engineering.application.evaluation.voice import instruct_example, score_voice, style_metrics
-from llm_engineering.application.jsonl import read_jsonl_objects
 from llm_engineering.application.ports import (
     LLM,
     AuthorDirectory,
@@ -58,8 +58,9 @@ from llm_engineering.application.ports import (
     PromptTokenCounter,
     Retriever,
 )
-from llm_engineering.domain.datasets import INSTRUCT_FILES, PREFERENCE_FILES
+from llm_engineering.domain.datasets import INSTRUCT_FILES
 from llm_engineering.domain.errors import ConfigurationError
+from llm_engineering.domain.generation import GenerationDefaults, generation_defaults
 
 RAG_KEYS = (
     "rag.nonllm_context_precision",
@@ -91,6 +92,9 @@ class JudgeEndpoint(BaseModel):
 class EvaluationDeps:
     runtime: ModelRuntime
     retriever: Retriever | None = None
+    # The composition root's RAGService builder (keyword args llm=, tracer=, config=): answers come from the same
+    # assembly as /rag.
+    rag_service: Callable[..., Any] | None = None
     search: Retriever | None = None  # resolves the author filter from the question, as /search does
     authors: AuthorDirectory | None = None
     token_counter: PromptTokenCounter | None = None
@@ -130,21 +134,9 @@ class EvaluationPlan(BaseModel):
 def load_eval_dataset(dataset_dir: str | Path, max_samples: int, max_pairs: int) -> EvalDataset:
     """The held-out splits of a generated dataset folder (and the author's train answers, for a style floor)."""
     dataset_dir = Path(dataset_dir)
-    instruct_test = read_jsonl_objects(dataset_dir / INSTRUCT_FILES["test"])
-    if not instruct_test:
-        raise ConfigurationError(
-            f"{dataset_dir / INSTRUCT_FILES['test']} is missing or empty: evaluation needs the held-out test split "
-            "(`poe run-generate-datasets`, or --dataset DIR)"
-        )
-    preference_test = read_jsonl_objects(dataset_dir / PREFERENCE_FILES["test"])
-    train = read_jsonl_objects(dataset_dir / INSTRUCT_FILES["train"])
-    report = dataset_dir / "report.json"
-    version = dataset_dir.name
-    if report.is_file():
-        try:
-            version = str(json.loads(report.read_text(encoding="utf-8")).get("version") or version)
-        except (ValueError, AttributeError):
-            pass
+    splits = read_dataset_splits(dataset_dir, need_preference=False, need_test=True)
+    instruct_test, preference_test = splits.rows["instruct_test"], splits.rows["preference_test"]
+    train, version = splits.rows["instruct_train"], splits.version
     for i, row in enumerate(instruct_test[:max_samples]):
         instruct_example(row, f"{dataset_dir / INSTRUCT_FILES['test']} line {i + 1}")  # fail early, with the line
     train_answers = []
@@ -260,10 +252,8 @@ class EvaluationService:
     def _rag_ready(self, plan: EvaluationPlan) -> bool:
         return plan.config.rag.enabled and not self.deps.rag_unavailable and bool(plan.questions)
 
-    def _rag_service(self, llm: LLM, tracer: CapturingTracer, plan: EvaluationPlan) -> Any:
-        from llm_engineering.application.rag.llm_self_query import LLMSelfQuery
-        from llm_engineering.application.rag.query_expansion import QueryExpander
-        from llm_engineering.application.rag.rag_service import RAGConfig, RAGService
+    def _rag_service(self, llm: LLM, tracer: CapturingTracer, plan: EvaluationPlan, model: ModelUnderTest) -> Any:
+        from llm_engineering.application.rag.rag_service import RAGConfig
 
         rag = plan.config.rag
         base = self.deps.rag_config or RAGConfig()
@@ -276,17 +266,12 @@ class EvaluationService:
                 "max_answer_tokens": rag.max_answer_tokens,
                 "temperature": 0.0,
                 "helper_budget_s": 30.0,
+                # Each model decodes with its own version's defaults, and the serving guard ends loops, as /rag does.
+                "generation": _generation_of(model),
+                "repetition_guard": rag.repetition_guard,
             }
         )
-        return RAGService(
-            config=config,
-            retriever=self.deps.retriever,
-            llm=llm,
-            self_query=LLMSelfQuery(self.deps.authors, llm=llm),
-            expander=QueryExpander(llm),
-            token_counter=self.deps.token_counter,
-            tracer=tracer,
-        )
+        return self.deps.rag_service(llm=llm, tracer=tracer, config=config)
 
     async def _generate_one(
         self, plan: EvaluationPlan, model: ModelUnderTest, refs: dict[str, list[str]]
@@ -297,11 +282,11 @@ class EvaluationService:
         try:
             with self.deps.runtime.serve(model) as llm:
                 result.served_as = getattr(llm, "base_url", "")
-                result.voice_answers = await self._voice_answers(llm, plan)
+                result.voice_answers = await self._voice_answers(llm, plan, model)
                 if self._rag_ready(plan):
                     tracer = CapturingTracer()
                     answers = await answer_questions(
-                        self._rag_service(llm, tracer, plan),
+                        self._rag_service(llm, tracer, plan, model),
                         tracer,
                         plan.questions,
                         plan.config.rag.k,
@@ -320,10 +305,11 @@ class EvaluationService:
         logger.info(f"generation: {model.name}: {_short(result.metrics)} ({result.wall_s:.0f}s)")
         return result
 
-    async def _voice_answers(self, llm: LLM, plan: EvaluationPlan) -> list[GeneratedAnswer]:
+    async def _voice_answers(self, llm: LLM, plan: EvaluationPlan, model: ModelUnderTest) -> list[GeneratedAnswer]:
         gen = plan.config.generation
         rows = plan.dataset.instruct_test[: gen.max_samples]
         semaphore = asyncio.Semaphore(gen.concurrency)
+        sampling = _generation_of(model).sampling_options()
 
         async def one(index: int, row: dict[str, Any]) -> GeneratedAnswer:
             prompt, reference = instruct_example(row, f"instruct test row {index + 1}")
@@ -336,7 +322,9 @@ class EvaluationService:
             )
             async with semaphore:
                 try:
-                    chat = await llm.chat(prompt, max_tokens=gen.max_tokens, temperature=0.0, timeout_s=gen.timeout_s)
+                    chat = await llm.chat(
+                        prompt, max_tokens=gen.max_tokens, temperature=0.0, timeout_s=gen.timeout_s, **sampling
+                    )
                 except Exception as exc:
                     return item.model_copy(update={"error": f"{type(exc).__name__}: {exc}"[:300]})
             return item.model_copy(
@@ -368,10 +356,12 @@ class EvaluationService:
                 answer, cfg.similarity_threshold, cfg.citation_support_threshold, use_ragas
             )
             answer.metrics.update(metrics)
+            answer.metrics.update(answer_metrics(answer))
             implementations.add(implementation)
         if result.rag_answers:
             result.metrics.update(aggregate([a for a in result.rag_answers if not a.error], RAG_KEYS))
             result.metrics["rag.answered"] = float(sum(1 for a in result.rag_answers if not a.error))
+            result.metrics.update(answer_rates(result.rag_answers))
         timed = result.rag_answers or result.voice_answers
         result.metrics.update(speed_metrics([a for a in timed if not a.error]))
         result.metrics["rag.nonllm_implementation_ragas"] = 1.0 if implementations == {"ragas"} else 0.0
@@ -485,6 +475,11 @@ class EvaluationService:
             "per_kind": evaluation.per_kind,
             "rows": evaluation.rows,
         }
+
+
+def _generation_of(model: ModelUnderTest) -> GenerationDefaults:
+    """The model version's decoding defaults (resolved with the model), else the domain defaults."""
+    return generation_defaults({"generation": model.generation})
 
 
 def _is_ragas_key(key: str, metrics: dict[str, Any]) -> bool:

@@ -25,7 +25,6 @@ import contextlib
 import errno
 import json
 import os
-import re
 import shutil
 import socket
 import sys
@@ -39,6 +38,7 @@ from typing import Any
 from loguru import logger
 
 from llm_engineering.domain.errors import ServiceUnavailableError
+from llm_engineering.infrastructure.artifacts import VersionedArtifactStore
 
 POINTER = "CURRENT"
 WRITER_LOCK = "writer.lock"
@@ -48,7 +48,6 @@ READERS = "readers"
 OWNER = ".owner"
 PIN = ".pin"
 _PRIVATE = {OWNER, PIN}
-_VERSION_RE = re.compile(r"^v(\d{6,})$")
 
 
 def _flock(fd: int, exclusive: bool, blocking: bool) -> bool:
@@ -147,6 +146,10 @@ class VersionedFolder:
         self.root = Path(root)
         self.grace_s = grace_s
         self._writer_fd: int | None = None
+        # Published versions and the CURRENT alias are the shared versioned-artifact store's (durable: fsynced).
+        self.store = VersionedArtifactStore(
+            self.root / VERSIONS, naming="sequence", width=6, durable=True, kind="vector store", alias_dir=self.root
+        )
 
     # --- the pointer ---------------------------------------------------------------------------------------
     @property
@@ -154,20 +157,13 @@ class VersionedFolder:
         return self.root / POINTER
 
     def current(self) -> str | None:
-        try:
-            name = self.pointer.read_text().strip()
-        except FileNotFoundError:
-            return None
-        return name or None
+        return self.store.read_alias(POINTER)
 
     def version_path(self, version: str) -> Path:
         return self.root / VERSIONS / version
 
     def _versions(self) -> list[str]:
-        folder = self.root / VERSIONS
-        if not folder.is_dir():
-            return []
-        return sorted(e.name for e in os.scandir(folder) if _VERSION_RE.match(e.name))
+        return self.store.versions()
 
     # --- private copies ----------------------------------------------------------------------------------
     def _new_private(self, kind: str, label: str) -> PrivateCopy:
@@ -252,11 +248,7 @@ class VersionedFolder:
         """Turn the writer's closed work folder into the next version and point CURRENT at it (atomic)."""
         if not self.is_writer:
             raise RuntimeError("publish() needs the writer lock")
-        existing = [int(_VERSION_RE.match(v).group(1)) for v in self._versions()]
-        current = self.current()
-        if current and _VERSION_RE.match(current):
-            existing.append(int(_VERSION_RE.match(current).group(1)))
-        version = f"v{max(existing, default=0) + 1:06d}"
+        version = self.store.next_version()
         target = self.version_path(version)
         target.parent.mkdir(parents=True, exist_ok=True)
         (work.path / PIN).touch()
@@ -265,13 +257,7 @@ class VersionedFolder:
         (target / OWNER).unlink(missing_ok=True)
         work.release(remove=False)
         _fsync_dir(target.parent)
-        tmp = self.root / f".{POINTER}.{os.getpid()}.tmp"
-        with open(tmp, "w") as fh:
-            fh.write(version + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.pointer)
-        _fsync_dir(self.root)
+        self.store.set_alias(POINTER, version)  # temp file + fsync + os.replace + fsync of ROOT
         return version
 
     # --- garbage ---------------------------------------------------------------------------------------------
@@ -291,7 +277,7 @@ class VersionedFolder:
                     removed.append(path)
         if self.is_writer:  # a pointer update a killed writer left half-done
             for stale in self.root.glob(f".{POINTER}.*.tmp"):
-                if stale.name != f".{POINTER}.{os.getpid()}.tmp":
+                if not stale.name.startswith(f".{POINTER}.{os.getpid()}."):
                     stale.unlink(missing_ok=True)
         current = self.current()
         if current is None:

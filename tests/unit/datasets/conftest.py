@@ -13,6 +13,8 @@ from llm_engineering.application.preprocessing.features import FeatureEngineerin
 from llm_engineering.application.rag.retriever import HybridRetriever
 from llm_engineering.application.rag.self_query import SelfQuery
 from llm_engineering.domain.documents import ArticleDocument, PostDocument
+from llm_engineering.settings import Settings
+from llm_engineering.wiring.container import Container
 from tests.fakes import FakeKeyValueCache, FakeVectorStore, FakeWarehouse, HashingEncoder, ScriptedLLM, WordCounter
 
 TOPICS = {
@@ -127,7 +129,7 @@ class Corpus:
             llm=llm,
             rejected_llm=kwargs.pop("rejected_llm", llm),
             cache=cache if cache is not None else FakeKeyValueCache(),
-            output_root=tmp_path / "datasets",
+            store=Container(Settings(data_dir=tmp_path)).artifacts("datasets"),
             show_progress=False,
             **kwargs,
         )

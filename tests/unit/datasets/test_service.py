@@ -65,9 +65,11 @@ def test_generates_both_datasets_grounded_split_by_document(corpus, tmp_path):
 
 def test_the_training_loader_reads_the_output(corpus, tmp_path):
     from llm_engineering.application.datasets.reader import load_training_data, resolve_dataset_dir
+    from llm_engineering.settings import Settings
+    from llm_engineering.wiring.container import Container
 
     report = corpus.service(tmp_path, make_llm()).run(authors=[AUTHOR])
-    resolved = resolve_dataset_dir(tmp_path, None)
+    resolved = resolve_dataset_dir(Container(Settings(data_dir=tmp_path)).artifacts("datasets"), None)
     assert resolved == Path(report.output_dir).resolve()
     data = load_training_data(resolved)
     assert data.info.counts["instruct_train"] == report.instruct.train

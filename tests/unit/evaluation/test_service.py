@@ -5,6 +5,7 @@ checked in a real headless Chromium."""
 from __future__ import annotations
 
 import json
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,7 +20,13 @@ from llm_engineering.application.evaluation.service import (
     JudgeEndpoint,
     plan_evaluation,
 )
-from tests.fakes import FakeScorer, HashingEncoder, ScriptedLLM, WordCounter, fake_rag_corpus, unreachable_llm
+from tests.fakes import (
+    FakeScorer,
+    ScriptedLLM,
+    fake_container,
+    fake_rag_corpus,
+    unreachable_llm,
+)
 
 TINY_DATASET = Path(__file__).parents[2] / "integration" / "evaluation" / "tiny_dataset"
 AUTHOR = "Ada Example"
@@ -53,13 +60,6 @@ def qa_file(tmp_path) -> Path:
 
 
 def _deps(judge_llm, corpus) -> EvaluationDeps:
-    from llm_engineering.application.rag.retriever import HybridRetriever
-    from llm_engineering.application.rag.search import SearchService
-    from llm_engineering.application.rag.self_query import SelfQuery
-
-    warehouse, store, encoder = corpus
-    retriever = HybridRetriever(store, encoder)
-    authors = SelfQuery(warehouse)
     scorers = {"base": 2.0, "twin": 1.0}  # NLL per word: the twin finds the author's text likelier
 
     class ScriptedRuntime:
@@ -81,13 +81,15 @@ def _deps(judge_llm, corpus) -> EvaluationDeps:
         def judge(self):
             yield JudgeEndpoint(llm=judge_llm, base_url="http://judge.invalid/v1", model="scripted-judge")
 
+    container = fake_container(corpus, judge_llm)
     return EvaluationDeps(
         runtime=ScriptedRuntime(),
-        retriever=retriever,
-        search=SearchService(retriever, authors),
-        authors=authors,
-        token_counter=WordCounter(),
-        embedder=HashingEncoder(),
+        retriever=container.retriever(),
+        rag_service=container.build_rag_service,
+        search=container.search_service,
+        authors=container.authors,
+        token_counter=container.prompt_token_counter,
+        embedder=container.embedder,
     )
 
 
@@ -180,8 +182,13 @@ def test_bad_input_is_a_clear_error(tmp_path, qa_file):
     model = [ModelUnderTest(name="base", spec="base", path="/x")]
     with pytest.raises(ConfigurationError, match="QA file .*missing.jsonl does not exist"):
         plan_evaluation(config, model, TINY_DATASET, tmp_path / "missing.jsonl", None, tmp_path)
-    with pytest.raises(ConfigurationError, match="instruct_test.jsonl is missing or empty"):
+    with pytest.raises(ConfigurationError, match="is not a generated dataset folder"):
         plan_evaluation(config, model, tmp_path, qa_file, None, tmp_path)
+    train_only = tmp_path / "train-only"
+    train_only.mkdir()
+    shutil.copy(TINY_DATASET / "instruct_train.jsonl", train_only / "instruct_train.jsonl")
+    with pytest.raises(ConfigurationError, match="instruct_test.jsonl is missing or empty"):
+        plan_evaluation(config, model, train_only, qa_file, None, tmp_path)
     with pytest.raises(ConfigurationError, match="no model to evaluate"):
         plan_evaluation(config, [], TINY_DATASET, qa_file, None, tmp_path)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from llm_engineering.application.datasets.reader import load_training_data, resolve_dataset_dir
 from llm_engineering.domain.errors import ConfigurationError
 from llm_engineering.domain.prompts import TWIN_SYSTEM_PROMPT_NO_CONTEXT
-from llm_engineering.application.datasets.reader import load_training_data, resolve_dataset_dir
 
 
 def write_jsonl(path: Path, rows: list) -> None:
@@ -34,28 +34,35 @@ def test_tiny_dataset_loads_in_trl_shapes(tiny_dataset: Path) -> None:
     assert load_training_data(tiny_dataset).info.hash == data.info.hash
 
 
+def _datasets(data_dir: Path):
+    from llm_engineering.settings import Settings
+    from llm_engineering.wiring.container import Container
+
+    return Container(Settings(data_dir=data_dir)).artifacts("datasets")
+
+
 def test_newest_dataset_is_the_default(tmp_path: Path, tiny_dataset: Path) -> None:
     root = tmp_path / "datasets"
     for name in ("20260101-aaaa", "20260301-bbbb", "20260201-cccc"):
         shutil.copytree(tiny_dataset, root / name)
-    assert resolve_dataset_dir(tmp_path).name == "20260301-bbbb"
+    assert resolve_dataset_dir(_datasets(tmp_path)).name == "20260301-bbbb"
     (root / "latest").write_text("20260101-aaaa\n")
-    assert resolve_dataset_dir(tmp_path).name == "20260101-aaaa"
+    assert resolve_dataset_dir(_datasets(tmp_path)).name == "20260101-aaaa"
     (root / "latest").unlink()
     (root / "latest").symlink_to(root / "20260201-cccc")
-    assert resolve_dataset_dir(tmp_path).name == "20260201-cccc"
-    assert resolve_dataset_dir(tmp_path, "20260301-bbbb").name == "20260301-bbbb"  # a version name
-    assert resolve_dataset_dir(tmp_path, root / "20260101-aaaa").name == "20260101-aaaa"  # a folder
+    assert resolve_dataset_dir(_datasets(tmp_path)).name == "20260201-cccc"
+    assert resolve_dataset_dir(_datasets(tmp_path), "20260301-bbbb").name == "20260301-bbbb"  # a version name
+    assert resolve_dataset_dir(_datasets(tmp_path), root / "20260101-aaaa").name == "20260101-aaaa"  # a folder
 
 
 def test_no_dataset_says_to_generate_one(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"no generated dataset under .*run `poe run-generate-datasets` first"):
-        resolve_dataset_dir(tmp_path)
+        resolve_dataset_dir(_datasets(tmp_path))
     (tmp_path / "elsewhere").mkdir()
     with pytest.raises(ConfigurationError, match="is not a generated dataset folder"):
-        resolve_dataset_dir(tmp_path, tmp_path / "elsewhere")
+        resolve_dataset_dir(_datasets(tmp_path), tmp_path / "elsewhere")
     with pytest.raises(ConfigurationError, match="dataset folder not found: nope"):
-        resolve_dataset_dir(tmp_path, "nope")
+        resolve_dataset_dir(_datasets(tmp_path), "nope")
 
 
 def test_bad_rows_are_named_by_file_line_and_field(tmp_path: Path) -> None:
