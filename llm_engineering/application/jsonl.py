@@ -16,8 +16,14 @@ def read_jsonl_objects(path: Path, missing: str | None = None) -> list[dict[str,
         if missing is None:
             return []
         raise ConfigurationError(missing)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigurationError(f"{path} line {line}: not UTF-8 text ({exc.reason}); save it as UTF-8") from None
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

@@ -142,3 +142,12 @@ def test_every_command_runs_under_the_error_contract():
         if path.name not in exempt and "run_cli(" not in path.read_text()
     ]
     assert missing == []
+
+
+def test_non_utf8_jsonl_names_the_file_and_line(tmp_path):
+    from llm_engineering.application.jsonl import read_jsonl_objects
+
+    path = tmp_path / "sft.jsonl"
+    path.write_bytes(b'{"a": 1}\n{"b": "caf\xe9"}\n')
+    with pytest.raises(ConfigurationError, match=r"sft.jsonl line 2: not UTF-8 text"):
+        read_jsonl_objects(path)
