@@ -302,3 +302,16 @@ def test_a_real_linkedin_pulse_lead_paragraph_is_stored_once():
     assert content["Subtitle"] == ""
     lead = "brought together leading experts, thought leaders, and clinicians to Orlando"
     assert content["Content"].count(lead) == 1
+
+
+def test_linkedin_article_without_a_heading_or_without_a_body(tmp_path):
+    export = build.linkedin_export(tmp_path / "li", shares=[], drafts=[])
+    article = export / "Articles" / "Articles" / f"{c.PULSE.title}.html"
+    article.write_text(article.read_text().replace("<h1>", "<h2>").replace("</h1>", "</h2>"))
+    items, _ = read(export)
+    assert "unpublished" in (items[-1].skipped or "")  # no h1 link: no public address
+    (doc,) = stored(read(export, include_drafts=True)[0]).values()
+    assert doc.content["Title"] == c.PULSE.title
+    article.write_text("<html><head><title>x</title></head></html>")
+    with pytest.raises(ImportFormatError, match=r"Harbour Dredging\.html: no <body>"):
+        read(export)

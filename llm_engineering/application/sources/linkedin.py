@@ -5,8 +5,8 @@
   would store, once normalised). A row without commentary (a bare reshare) has no words of the author's and is
   skipped; so is a row without a link.
 - `Articles/Articles/*.html`: one Pulse article per file: the title in `h1` (its link is the article's public
-  address), `p.created` / `p.published` with their dates, then the body. An article without a publication date
-  or without a public link is a draft: skipped unless `include_drafts`.
+  address; `<title>` when there is no `h1`), `p.created` / `p.published` with their dates, then the body. An
+  article without a publication date or without a public link is a draft: skipped unless `include_drafts`.
 """
 
 from __future__ import annotations
@@ -82,11 +82,11 @@ def read_shares(tree: ArchiveTree, name: str, ctx: ReadContext) -> list[Item]:
 def read_article(tree: ArchiveTree, name: str, ctx: ReadContext) -> Item:
     where = tree.where(name)
     soup = parse_html(tree.read_bytes(name))
-    heading = soup.find("h1")
-    if heading is None or soup.body is None:
-        raise ImportFormatError(where, "no <h1> title or no <body>: not a LinkedIn article export")
-    title = " ".join(heading.get_text(" ").split())
-    anchor = heading.find("a", href=True)
+    if soup.body is None:
+        raise ImportFormatError(where, "no <body>: not a LinkedIn article export")
+    heading = soup.find("h1") or soup.find("title")
+    title = " ".join(heading.get_text(" ").split()) if heading is not None else ""
+    anchor = heading.find("a", href=True) if heading is not None else None
     link = str(anchor["href"]).strip() if anchor else ""
     published = soup.select_one("p.published")
     day = iso_day(published.get_text(" ")) if published else None
