@@ -23,7 +23,6 @@ from tqdm.auto import tqdm
 
 from llm_engineering.application.ports import Embedder, FeatureStore, WarehouseRepository
 from llm_engineering.domain.chunks import Chunk, CleanedDocument
-from llm_engineering.domain.documents import ArticleDocument, PostDocument, RawDocument, RepositoryDocument
 from llm_engineering.domain.errors import ConfigurationError
 from llm_engineering.domain.types import DOCUMENT_CATEGORIES, DataCategory
 
@@ -38,19 +37,16 @@ FEATURE_LOGIC_VERSION = "2"
 
 # --- artifacts passed between steps ----------------------------------------------------------------------------
 class WarehouseSnapshot(BaseModel):
-    """The selected authors' documents, plus the ids of every document in the warehouse (for removals)."""
+    """The selected authors' documents as versions (id -> content hash, per category), plus the ids of every
+    document in the warehouse (for removals). No content: `clean` reads only the documents the plan indexes, so
+    an incremental run costs the change, not the corpus (issue #24)."""
 
     authors: list[str]
-    articles: list[ArticleDocument] = Field(default_factory=list)
-    posts: list[PostDocument] = Field(default_factory=list)
-    repositories: list[RepositoryDocument] = Field(default_factory=list)
+    versions: dict[DataCategory, dict[str, str]] = Field(default_factory=dict)
     warehouse_document_ids: list[str] = Field(default_factory=list)
 
-    def documents(self) -> list[RawDocument]:
-        return [*self.articles, *self.posts, *self.repositories]
-
     def counts(self) -> dict[str, int]:
-        return {"articles": len(self.articles), "posts": len(self.posts), "repositories": len(self.repositories)}
+        return {str(c): len(self.versions.get(c, {})) for c in DOCUMENT_CATEGORIES}
 
 
 class FeaturePlan(BaseModel):
@@ -142,9 +138,7 @@ class FeatureEngineering:
     # --- stage 1: query the warehouse -----------------------------------------------------------------------
     def query(self, authors: Iterable[str] | str | None) -> WarehouseSnapshot:
         names = resolve_author_names(authors)
-        all_docs: dict[DataCategory, list[RawDocument]] = {
-            c: self.warehouse.find_documents(c) for c in DOCUMENT_CATEGORIES
-        }
+        all_docs = {c: self.warehouse.document_versions(c) for c in DOCUMENT_CATEGORIES}
         selected_ids = None
         if names:
             known = {u.full_name: u for u in self.warehouse.list_users()}
@@ -154,16 +148,15 @@ class FeatureEngineering:
                     f"Unknown author(s) {missing}: not in the warehouse (known: {sorted(known) or 'none'}). "
                     "Run the ETL or import data first; the feature pipeline never creates users."
                 )
-            selected_ids = {known[n].id for n in names}
-        picked = {
-            c: [d for d in docs if selected_ids is None or d.author_id in selected_ids] for c, docs in all_docs.items()
+            selected_ids = {str(known[n].id) for n in names}
+        versions = {
+            c: {i: h for i, (author_id, h) in docs.items() if selected_ids is None or author_id in selected_ids}
+            for c, docs in all_docs.items()
         }
         return WarehouseSnapshot(
             authors=list(names),
-            articles=picked[DataCategory.ARTICLES],
-            posts=picked[DataCategory.POSTS],
-            repositories=picked[DataCategory.REPOSITORIES],
-            warehouse_document_ids=sorted(str(d.id) for docs in all_docs.values() for d in docs),
+            versions=versions,
+            warehouse_document_ids=sorted(i for docs in all_docs.values() for i in docs),
         )
 
     # --- stage 2: compare with the store ----------------------------------------------------------------------
@@ -172,9 +165,8 @@ class FeatureEngineering:
         stored = self.store.markers()
         in_warehouse = set(snapshot.warehouse_document_ids)
         plan = FeaturePlan()
-        for doc in snapshot.documents():
-            doc_id = str(doc.id)
-            marker = document_marker(doc.content_hash, self.fingerprint)
+        for doc_id, source_hash in (item for docs in snapshot.versions.values() for item in docs.items()):
+            marker = document_marker(source_hash, self.fingerprint)
             plan.markers[doc_id] = marker
             if doc_id not in stored:
                 plan.new.append(doc_id)
@@ -192,7 +184,11 @@ class FeatureEngineering:
     def clean(self, snapshot: WarehouseSnapshot, plan: FeaturePlan) -> CleanedBatch:
         started = time.perf_counter()
         todo = plan.to_index
-        documents = [clean_document(d) for d in snapshot.documents() if str(d.id) in todo]
+        documents = [
+            clean_document(d)
+            for category, versions in snapshot.versions.items()
+            for d in self.warehouse.get_documents(category, [i for i in versions if i in todo])
+        ]
         return CleanedBatch(documents=documents, seconds=time.perf_counter() - started)
 
     # --- stage 4: chunk, embed, load --------------------------------------------------------------------------

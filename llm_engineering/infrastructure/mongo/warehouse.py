@@ -154,11 +154,33 @@ class MongoWarehouse:
 
     @_warehouse_errors
     def find_documents(self, category: DataCategory, author_ids: Iterable[UUID] | None = None) -> list[RawDocument]:
-        query: dict[str, Any] = {}
-        if author_ids is not None:
-            query["author_id"] = {"$in": [str(a) for a in author_ids]}
         cls = DOCUMENT_CLASSES[category]
-        return [_from_record(cls, r) for r in self.db[category].find(query).sort("link", ASCENDING)]
+        if author_ids is None:
+            return [_from_record(cls, r) for r in self.db[category].find().sort("link", ASCENDING)]
+        # One equality query per author: nx-27017 answers `author_id: {$in: [...]}` by reading every record
+        # (0.8 s at 100k documents) but an equality from the author_id index (~0.1 s for one author's 1%).
+        records = [
+            r for a in dict.fromkeys(str(a) for a in author_ids) for r in self.db[category].find({"author_id": a})
+        ]
+        return [_from_record(cls, r) for r in sorted(records, key=lambda r: r["link"])]
+
+    @_warehouse_errors
+    def document_versions(self, category: DataCategory) -> dict[str, tuple[str, str]]:
+        """id -> (author id, content hash), projected: no content crosses the wire or is validated."""
+        records = self.db[category].find({}, {"author_id": 1, "content_hash": 1})
+        return {str(r["_id"]): (str(r["author_id"]), r.get("content_hash", "")) for r in records}
+
+    @_warehouse_errors
+    def get_documents(self, category: DataCategory, ids: Iterable[UUID | str]) -> list[RawDocument]:
+        """By `_id`, 1,000 ids a query (an `_id` `$in` is an index lookup on MongoDB and nx-27017 alike)."""
+        wanted = list(dict.fromkeys(str(i) for i in ids))
+        cls = DOCUMENT_CLASSES[category]
+        records = [
+            r
+            for start in range(0, len(wanted), 1000)
+            for r in self.db[category].find({"_id": {"$in": wanted[start : start + 1000]}})
+        ]
+        return [_from_record(cls, r) for r in sorted(records, key=lambda r: r["link"])]
 
     @_warehouse_errors
     def count(self, category: DataCategory) -> int:

@@ -443,11 +443,17 @@ class EdgeFeatureStore:
             return dict(view.db.execute("SELECT id, marker FROM documents").fetchall())
 
     def chunk_document_ids(self) -> set[str]:
+        """Every document id with chunks, from the document_id keyword index (a facet): no scan of the points."""
+        qe = _qe()
         with self._lock:
             view = self._reader()
             if view is None or view.shard is None:
                 return set()
-            return {r.payload["document_id"] for r in self._scroll(view, ["document_id"])}
+            limit = view.shard.count(qe.CountRequest(exact=True))  # at most one value per point
+            if not limit:
+                return set()
+            hits = view.shard.facet(qe.FacetRequest(key="document_id", limit=limit, exact=True)).hits
+            return {str(h.value) for h in hits if h.count}
 
     def count_chunks(self) -> int:
         qe = _qe()
