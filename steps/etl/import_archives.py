@@ -10,12 +10,15 @@ from llm_engineering.wiring import get_container
 
 
 @step
-def import_archives(user: UserDocument, sources: list[dict[str, Any]]) -> Annotated[ImportReport, "import_report"]:
-    """Every source is read and checked before the first write (a bad file fails the step, nothing written)."""
+def import_archives(
+    user: UserDocument, sources: list[dict[str, Any]], links: list[str] | None = None
+) -> Annotated[ImportReport, "import_report"]:
+    """Every source is read and checked before the first write (a bad file fails the step, nothing written).
+    Pages also in `links` (crawled by this run) are left to the crawl."""
     specs = [SourceSpec.model_validate(source) for source in sources]
     importer = get_container().archive_importer()
     try:
-        report = importer.import_for(user, specs)
+        report = importer.import_for(user, specs, crawled_links=links or ())
     finally:
         importer.close()
     log_metadata(

@@ -34,6 +34,9 @@ def test_etl_config_with_archives_feeds_and_links(settings, warehouse, fixture_s
     substack = build.substack_export(tmp_path / "substack")
     atom = tmp_path / "wren.atom"
     atom.write_text(build.atom_feed([c.SCOUR, c.GUEST]))
+    notes = tmp_path / "notes"  # a note of a page the config also crawls: left to the crawl
+    notes.mkdir()
+    (notes / "post.md").write_text(f"---\ncanonical_url: {fixture_server}/blog_post.html\n---\n# Draft\n\nWords.\n")
     config = tmp_path / "etl.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -41,7 +44,7 @@ def test_etl_config_with_archives_feeds_and_links(settings, warehouse, fixture_s
                 "parameters": {
                     "user_full_name": c.TOMASZ,
                     "links": [f"{fixture_server}/blog_post.html"],
-                    "archives": [{"path": str(substack), "site_url": c.TOMASZ_SITE}],
+                    "archives": [{"path": str(substack), "site_url": c.TOMASZ_SITE}, str(notes)],
                     "feeds": [str(atom)],
                 }
             }
@@ -50,7 +53,7 @@ def test_etl_config_with_archives_feeds_and_links(settings, warehouse, fixture_s
     first = _run_etl(config, settings)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "Archives and feeds for Tomasz Wren" in first.stdout and "substack" in first.stdout
-    assert "written by Halina Brzeska" in first.stdout
+    assert "written by Halina Brzeska" in first.stdout and "the crawl stores it" in first.stdout
     links = {d.link for d in warehouse.find_documents(DataCategory.ARTICLES)}
     assert links == {c.BRIDGES.link, c.CABLES.link, c.SCOUR.link, f"{fixture_server}/blog_post.html"}
 

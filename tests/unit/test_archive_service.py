@@ -116,3 +116,14 @@ def test_an_item_in_two_sources_is_stored_once_from_the_first(tmp_path):
 def test_nothing_to_import_is_an_error():
     with pytest.raises(ImportFormatError, match="nothing to import"):
         ArchiveImporter(FakeWarehouse()).import_sources([], c.INES)
+
+
+def test_pages_the_same_run_crawls_are_left_to_the_crawl(tmp_path):
+    warehouse = FakeWarehouse()
+    export = build.medium_export(tmp_path / "medium")
+    specs = [SourceSpec(path=str(export))]
+    author = UserDocument.from_full_name(c.INES)
+    report = ArchiveImporter(warehouse).import_for(author, specs, False, crawled_links=[f"{c.TIDE.link}?source=x"])
+    tide = next(o for o in report.outcomes if o.link == c.TIDE.link)
+    assert tide.status == "skipped" and "the crawl stores it" in tide.reason
+    assert list(warehouse.documents) == [c.SOURDOUGH.link]

@@ -14,13 +14,14 @@ given; the later copy is reported as skipped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from loguru import logger
 from tqdm.auto import tqdm
 
+from llm_engineering.application.crawlers.links import normalize_link
 from llm_engineering.application.ports import CrawlerRegistry, PageFetcher, WarehouseRepository
 from llm_engineering.application.sources.archive import (
     DEFAULT_LIMITS,
@@ -86,7 +87,15 @@ class ArchiveImporter:
         author = self.warehouse.find_user(author_full_name) or UserDocument.from_full_name(author_full_name)
         return self.import_for(author, specs, show_progress)
 
-    def import_for(self, author: UserDocument, specs: Sequence[SourceSpec], show_progress: bool = True) -> ImportReport:
+    def import_for(
+        self,
+        author: UserDocument,
+        specs: Sequence[SourceSpec],
+        show_progress: bool = True,
+        crawled_links: Iterable[str] = (),
+    ) -> ImportReport:
+        """`crawled_links`: links the same run crawls (an ETL config's `links:`); archive copies of those pages are
+        skipped, so the two never overwrite each other run after run."""
         if not specs:
             raise ImportFormatError("<no path>", "nothing to import: give at least one archive, feed or folder")
         report = ImportReport(author_full_name=author.full_name, sources=[s.path for s in specs])
@@ -98,9 +107,10 @@ class ArchiveImporter:
             report.notes += notes
         self._crawl_summaries(items, author, report, show_progress)
         self.warehouse.upsert_user(author)
+        crawled = {normalize_link(link) for link in crawled_links}
         seen: dict[str, str] = {}
         for item in tqdm(items, desc=f"Importing for {author.full_name}", unit="item", disable=not show_progress):
-            report.outcomes.append(self._store(item, seen))
+            report.outcomes.append(self._store(item, seen, crawled))
         for outcome in report.outcomes:
             if outcome.status == "failed":
                 logger.warning(f"Failed: {outcome.origin} {outcome.link}: {outcome.reason}")
@@ -165,7 +175,7 @@ class ArchiveImporter:
             registry.close()
 
     # --- writing ---------------------------------------------------------------------------------------------
-    def _store(self, item: Item, seen: dict[str, str]) -> ItemOutcome:
+    def _store(self, item: Item, seen: dict[str, str], crawled: set[str]) -> ItemOutcome:
         if item.failed:
             return ItemOutcome(
                 format=item.format, origin=item.origin, status="failed", link=item.crawl, title=item.title,
@@ -176,6 +186,11 @@ class ArchiveImporter:
                 format=item.format, origin=item.origin, status="skipped", title=item.title, reason=item.skipped
             )
         document = item.document
+        if document.link in crawled:
+            return ItemOutcome(
+                format=item.format, origin=item.origin, status="skipped", link=document.link, title=item.title,
+                reason="also among the run's links: the crawl stores it",
+            )  # fmt: skip
         if document.link in seen:
             return ItemOutcome(
                 format=item.format, origin=item.origin, status="skipped", link=document.link, title=item.title,
