@@ -82,6 +82,21 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group (Linux /proc)."""
+    members = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(stat[2]) == pgid and stat[0] != b"Z":
+            members.append(int(entry.name))
+    return members
+
+
 def marked_processes(marker: str) -> dict[int, int]:
     """pid -> pgid of every live process whose environment carries `LLM_TWIN_SERVICE=<marker>` (Linux /proc;
     processes of other users are unreadable and skipped)."""
@@ -167,10 +182,19 @@ class LocalService:
 
     def leftovers(self) -> dict[int, int]:
         """pid -> pgid of processes this service started that no live server of it leads (its server was killed,
-        or a start overwrote the record): they hold memory and ports and must be stopped."""
+        or a start overwrote the record): they hold memory and ports and must be stopped. Found by the marker in
+        their environment and by membership of a group of this service (a process that renames itself, as
+        vLLM's `VLLM::EngineCore` does, overwrites what /proc shows of its environment)."""
         leader = self.managed_pid()
         own = os.getpgid(leader) if leader is not None else None
-        return {pid: pgid for pid, pgid in marked_processes(self.marker).items() if pgid != own}
+        found = {pid: pgid for pid, pgid in marked_processes(self.marker).items() if pgid != own}
+        groups = set(found.values())
+        recorded = self._recorded_pgid()
+        if recorded is not None and recorded != own:
+            groups.add(recorded)
+        for pgid in groups:
+            found.update(dict.fromkeys(group_members(pgid), pgid))
+        return found
 
     def orphans(self) -> bool:
         """True when processes this service started are alive without their server (see `leftovers`)."""
@@ -299,16 +323,7 @@ class LocalService:
     @staticmethod
     def _group_has_live(pgid: int) -> bool:
         """A group counts as gone when only zombies are left in it (our own children, reaped by `_reap`)."""
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if int(stat[2]) == pgid and stat[0] != b"Z":
-                return True
-        return False
+        return bool(group_members(pgid))
 
     @staticmethod
     def _reap(groups: set[int]) -> None:
