@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
@@ -22,15 +21,17 @@ import numpy as np
 
 from llm_engineering.application.rag.fusion import reciprocal_rank_fusion
 from llm_engineering.domain.chunks import Chunk, CleanedDocument
-from llm_engineering.domain.documents import DOCUMENT_CLASSES, RawDocument, UserDocument
+from llm_engineering.domain.documents import DOCUMENT_CLASSES, RawDocument, UserDocument, normalize_full_name
 from llm_engineering.domain.errors import LLMUnavailableError
 from llm_engineering.domain.llm import ChatResult, StreamDelta
 from llm_engineering.domain.types import DataCategory, UpsertOutcome
-from llm_engineering.domain.vectors import SparseVec
+from llm_engineering.domain.vectors import RRF_K, SparseVec
 
 
 # --- warehouse -----------------------------------------------------------------------------------------------------
 class FakeWarehouse:
+    """The WarehouseRepository port in memory; it runs the adapter's contract tests (integration/test_warehouse.py)."""
+
     def __init__(self) -> None:
         self.users: dict[str, UserDocument] = {}
         self.documents: dict[str, RawDocument] = {}  # by link
@@ -66,11 +67,12 @@ class FakeWarehouse:
 
     def find_documents(self, category: DataCategory, author_ids: Iterable[UUID] | None = None) -> list[RawDocument]:
         wanted = set(author_ids) if author_ids is not None else None
-        return [
+        found = [
             d
             for d in self.documents.values()
             if isinstance(d, DOCUMENT_CLASSES[category]) and (wanted is None or d.author_id in wanted)
         ]
+        return sorted(found, key=lambda d: d.link)  # the adapter's order (by link)
 
     def document_versions(self, category: DataCategory) -> dict[str, tuple[str, str]]:
         return {str(d.id): (str(d.author_id), d.content_hash) for d in self.find_documents(category)}
@@ -96,7 +98,8 @@ class FakeWarehouse:
 
 # --- feature store -----------------------------------------------------------------------------------------------
 class FakeVectorStore:
-    """The FeatureStore port in memory: brute-force dense cosine, sparse dot product, hybrid RRF."""
+    """The FeatureStore port in memory: brute-force dense cosine, sparse dot product with Qdrant's IDF over the live
+    chunks, hybrid RRF (k=60). It runs the adapters' contract suite (integration/test_vector_store_contract.py)."""
 
     def __init__(self) -> None:
         self.points: dict[str, tuple[Chunk, np.ndarray, SparseVec]] = {}
@@ -121,6 +124,9 @@ class FakeVectorStore:
     def chunk_document_ids(self) -> set[str]:
         return {str(chunk.document_id) for chunk, _, _ in self.points.values()}
 
+    def all_points(self) -> dict[str, dict[str, Any]]:
+        return {pid: chunk.model_dump(mode="json") for pid, (chunk, _, _) in self.points.items()}
+
     def upsert_chunks(self, chunks: Sequence[Chunk], dense: Any, sparse: Sequence[SparseVec]) -> None:
         for chunk, vector, sparse_vector in zip(chunks, dense, sparse, strict=True):
             self.points[str(chunk.id)] = (chunk, np.asarray(vector, dtype=float), sparse_vector)
@@ -142,15 +148,29 @@ class FakeVectorStore:
         return len(self.points)
 
     def cleaned_documents(self, category: str | None = None, author: str | None = None) -> list[CleanedDocument]:
+        wanted = normalize_full_name(author) if author else None
         return [
             d
             for d, _ in self.docs.values()
-            if (category is None or d.category == category) and (author is None or d.author_full_name == author)
+            if (category is None or d.category == category) and (wanted is None or d.author_full_name == wanted)
         ]
 
+    def _idf(self) -> dict[int, float]:
+        """Qdrant's IDF modifier, ln((N - n + 0.5) / (n + 0.5) + 1), over every live chunk with a sparse vector."""
+        with_terms = [s for _, _, s in self.points.values() if s.indices]
+        counts: dict[int, int] = {}
+        for vector in with_terms:
+            for index in set(vector.indices):
+                counts[index] = counts.get(index, 0) + 1
+        total = len(with_terms)
+        return {index: math.log((total - n + 0.5) / (n + 0.5) + 1) for index, n in counts.items()}
+
     def search(self, mode, dense, sparse, limit, author_full_name=None, prefetch_limit=None):
+        if mode not in ("dense", "sparse", "hybrid"):
+            raise ValueError(f"unknown search mode {mode!r}: dense, sparse or hybrid")
         self.searches.append({"mode": mode, "author": author_full_name, "limit": limit})
-        candidates = [(c, v, s) for c, v, s in self.points.values() if author_full_name in (None, c.author_full_name)]
+        wanted = normalize_full_name(author_full_name) if author_full_name else None
+        candidates = [(c, v, s) for c, v, s in self.points.values() if wanted in (None, c.author_full_name)]
 
         def dense_rank() -> list[tuple[Chunk, float]]:
             query = np.asarray(dense, dtype=float)
@@ -160,7 +180,10 @@ class FakeVectorStore:
             return sorted(scored, key=lambda cs: -cs[1])
 
         def sparse_rank() -> list[tuple[Chunk, float]]:
-            weights = dict(zip(sparse.indices, sparse.values, strict=True))
+            if sparse is None or not sparse.indices:
+                return []
+            idf = self._idf()
+            weights = {i: w * idf.get(i, 0.0) for i, w in zip(sparse.indices, sparse.values, strict=True)}
             scored = [
                 (c, sum(weights.get(i, 0.0) * v for i, v in zip(s.indices, s.values, strict=True)))
                 for c, _, s in candidates
@@ -172,9 +195,9 @@ class FakeVectorStore:
         if mode == "sparse":
             return sparse_rank()[:limit]
         depth = prefetch_limit or max(limit * 4, 20)
-        lists = [dense_rank()[:depth], sparse_rank()[:depth]]
+        lists = [ranking for ranking in (dense_rank()[:depth], sparse_rank()[:depth]) if ranking]
         by_id = {str(c.id): c for ranking in lists for c, _ in ranking}
-        fused = reciprocal_rank_fusion([[str(c.id) for c, _ in ranking] for ranking in lists])
+        fused = reciprocal_rank_fusion([[str(c.id) for c, _ in ranking] for ranking in lists], k=RRF_K)
         return [(by_id[cid], score) for cid, score in fused[:limit]]
 
 
@@ -316,22 +339,6 @@ def unreachable_llm() -> ScriptedLLM:
 
 
 # --- key-value cache ---------------------------------------------------------------------------------------------
-class FakeKeyValueCache:
-    """The KeyValueCache port in a dict; values go through JSON like the real store's."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, str] = {}
-
-    def get(self, key: str) -> Any | None:
-        return json.loads(self.data[key]) if key in self.data else None
-
-    def put(self, key: str, value: Any) -> None:
-        self.data[key] = json.dumps(value)
-
-    def close(self) -> None:
-        pass
-
-
 # --- tracing -------------------------------------------------------------------------------------------------------
 @dataclass
 class _Stage:

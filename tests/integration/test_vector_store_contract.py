@@ -157,8 +157,16 @@ def signature(store) -> dict[str, tuple]:
     }
 
 
-@pytest.fixture(params=BACKENDS)
+FAKE = "fake"  # tests/fakes.FakeVectorStore: the fast suite's stand-in must keep the same contract
+
+
+@pytest.fixture(params=[*BACKENDS, FAKE])
 def store(request, settings):
+    if request.param == FAKE:
+        from tests.fakes import FakeVectorStore
+
+        yield FakeVectorStore()
+        return
     variant = backend_settings(settings, request.param)
     value = get_feature_store(variant)
     yield value

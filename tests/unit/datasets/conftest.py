@@ -13,9 +13,10 @@ from llm_engineering.application.preprocessing.features import FeatureEngineerin
 from llm_engineering.application.rag.retriever import HybridRetriever
 from llm_engineering.application.rag.self_query import SelfQuery
 from llm_engineering.domain.documents import ArticleDocument, PostDocument
+from llm_engineering.infrastructure.kv_cache import MemoryKeyValueCache
 from llm_engineering.settings import Settings
 from llm_engineering.wiring.container import Container
-from tests.fakes import FakeKeyValueCache, FakeVectorStore, FakeWarehouse, HashingEncoder, ScriptedLLM, WordCounter
+from tests.fakes import FakeVectorStore, FakeWarehouse, HashingEncoder, ScriptedLLM, WordCounter
 
 TOPICS = {
     "lora": "LoRA adapters train two small low rank matrices per layer while the frozen base model keeps its "
@@ -128,7 +129,7 @@ class Corpus:
             token_counter=WordCounter(),
             llm=llm,
             rejected_llm=kwargs.pop("rejected_llm", llm),
-            cache=cache if cache is not None else FakeKeyValueCache(),
+            cache=cache if cache is not None else MemoryKeyValueCache(),
             store=Container(Settings(data_dir=tmp_path)).artifacts("datasets"),
             show_progress=False,
             **kwargs,

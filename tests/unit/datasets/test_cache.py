@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from llm_engineering.application.datasets.cache import GenerationCache, cache_key
 from llm_engineering.domain.prompts import DATASET_PROMPT_VERSION
 from llm_engineering.infrastructure.kv_cache import MemoryKeyValueCache, SqliteKeyValueCache
@@ -28,6 +30,26 @@ def test_sqlite_store_persists_across_instances_and_is_lazy(tmp_path):
     again = SqliteKeyValueCache(path)
     assert again.get("k") == {"questions": ["Why?"]} and len(again) == 1
     again.close()
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def key_value_cache(request, tmp_path):
+    """Both KeyValueCache adapters (the memory one is what the fast tests and benchmarks use)."""
+    cache = SqliteKeyValueCache(tmp_path / "c.sqlite") if request.param == "sqlite" else MemoryKeyValueCache()
+    yield cache
+    cache.close()
+
+
+def test_the_key_value_cache_contract(key_value_cache):
+    assert key_value_cache.get("missing") is None
+    value = {"questions": ["How?", None], "n": 2, "nested": {"ok": True}}
+    key_value_cache.put("k", value)
+    stored = key_value_cache.get("k")
+    assert stored == value and stored is not value  # a copy through JSON, never the caller's object
+    value["questions"].append("mutated")
+    assert key_value_cache.get("k") == {"questions": ["How?", None], "n": 2, "nested": {"ok": True}}
+    key_value_cache.put("k", ["last", "write", "wins"])
+    assert key_value_cache.get("k") == ["last", "write", "wins"]
 
 
 def test_hits_and_misses_are_counted_per_kind():

@@ -12,7 +12,8 @@ from llm_engineering.application.datasets.service import DatasetGenerationConfig
 from llm_engineering.domain.datasets import DropReason
 from llm_engineering.domain.errors import ConfigurationError, LLMUnavailableError, UnknownAuthorError
 from llm_engineering.domain.prompts import DATASET_PROMPT_VERSION
-from tests.fakes import FakeKeyValueCache, unreachable_llm
+from llm_engineering.infrastructure.kv_cache import MemoryKeyValueCache
+from tests.fakes import unreachable_llm
 from tests.unit.datasets.conftest import AUTHOR, OTHER_AUTHOR, extract_of, make_llm, scripted_questions
 
 INSTRUCT_FIELDS = {"instruction", "answer", "messages", "source_link", "author"}
@@ -80,7 +81,7 @@ def test_the_training_loader_reads_the_output(corpus, tmp_path):
 
 
 def test_a_rerun_on_unchanged_documents_calls_the_llm_zero_times(corpus, tmp_path):
-    cache = FakeKeyValueCache()
+    cache = MemoryKeyValueCache()
     first = corpus.service(tmp_path, make_llm(), cache=cache).run(authors=[AUTHOR])
     second_llm = make_llm()
     second = corpus.service(tmp_path, second_llm, cache=cache).run(authors=[AUTHOR])
@@ -193,7 +194,7 @@ def test_unreachable_llm_names_the_url_and_the_fix_and_writes_nothing(corpus, tm
 
 
 def test_a_failure_mid_run_leaves_no_folder_and_keeps_latest(corpus, tmp_path):
-    cache = FakeKeyValueCache()
+    cache = MemoryKeyValueCache()
     good = corpus.service(tmp_path, make_llm(), cache=cache).run(authors=[AUTHOR], max_extracts=3)
     calls = {"n": 0}
 
