@@ -22,6 +22,11 @@ class GenerationOptions(TypedDict, total=False):
     extra_body: dict[str, Any] | None  # server-specific parameters (e.g. vLLM's guided decoding)
     timeout_s: float | None  # this call only; default: the client's timeout
     response_format: dict[str, Any] | None  # e.g. {"type": "json_schema", ...}: see `chat_json`
+    # Anti-repetition decoding (domain/generation.py); each client sends what its engine accepts.
+    repetition_penalty: float | None  # vLLM: in extra_body; transformers: generate()
+    frequency_penalty: float | None  # OpenAI API parameter
+    presence_penalty: float | None  # OpenAI API parameter
+    no_repeat_ngram_size: int | None  # transformers generate() only (vLLM has none)
 
 
 @dataclass

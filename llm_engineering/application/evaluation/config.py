@@ -53,14 +53,18 @@ class JudgeSection(_Section):
 class RagSection(_Section):
     enabled: bool = True
     kinds: list[str] = Field(
-        default_factory=lambda: ["fact", "concept", "author"],
-        description="question kinds answered by the models (empty: all); retrieval metrics use every question",
+        default_factory=list,
+        description="question kinds answered by the models (empty: every question with a reference answer); "
+        "retrieval metrics use every question",
     )
-    max_questions: int = Field(default=10, ge=1, description="QA questions answered per model")
+    max_questions: int | None = Field(
+        default=None, ge=1, description="QA questions answered per model (None: all with a reference answer)"
+    )
     k: int = Field(default=3, ge=1, description="passages in the answer's context")
-    max_answer_tokens: int = Field(default=128, ge=8)
+    max_answer_tokens: int = Field(default=128, ge=8, description="cap; each question gets its model's length")
     retrieval_k: int = Field(default=10, ge=1)
     retrieval_modes: list[str] = Field(default_factory=lambda: ["hybrid"])
+    repetition_guard: bool = Field(default=True, description="answers pass the serving guard, as /rag answers do")
     citation_support_threshold: float = Field(default=0.5, ge=0, le=1)
     similarity_threshold: float = Field(default=0.5, ge=0, le=1, description="non-LLM context match threshold")
 
@@ -79,6 +83,14 @@ class PromotionSection(_Section):
     candidate: str = Field(default="twin", description="the model that may be promoted")
     metric: str = Field(default="voice.perplexity", description="primary metric (see docs/evaluation.md)")
     min_improvement: float = Field(default=0.0, ge=0, description="relative margin it must win by")
+    answering: bool = Field(
+        default=True, description="also require no answering regression vs base (and production when measured)"
+    )
+    fact_recall_tolerance: float = Field(default=0.02, ge=0, description="absolute drop of answer.fact_recall allowed")
+    supported_tolerance: float = Field(default=0.05, ge=0, description="absolute drop of answer.supported_rate allowed")
+    degenerate_tolerance: float = Field(
+        default=0.0, ge=0, description="absolute rise of answer.degenerate_rate allowed"
+    )
 
 
 class TrackingSection(_Section):

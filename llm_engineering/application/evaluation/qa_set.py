@@ -52,10 +52,11 @@ def load_qa_with_references(qa_path: str | Path, references_path: str | Path | N
     return items
 
 
-def select_questions(items: Sequence[QAReference], kinds: Sequence[str], limit: int) -> list[QAReference]:
-    """Questions the models answer: those with a reference answer, of the configured kinds, at most `limit`."""
+def select_questions(items: Sequence[QAReference], kinds: Sequence[str], limit: int | None) -> list[QAReference]:
+    """Questions the models answer: those with a reference answer, of the configured kinds (empty: every kind), at
+    most `limit` (None: all)."""
     chosen = [q for q in items if q.answer and (not kinds or (q.kind or "") in kinds)]
-    return chosen[:limit]
+    return chosen if limit is None else chosen[:limit]
 
 
 def reference_contexts(retriever: Retriever, item: QAReference, k: int = 8) -> list[str]:

@@ -93,9 +93,9 @@ async def answer_questions(
         )
         async with semaphore:
             try:
-                result = await rag.answer(
-                    item.question, k=k, author=item.author, max_tokens=max_tokens, temperature=0.0
-                )
+                # max_tokens None: the length the model's generation defaults give this question (capped by the
+                # service's max_answer_tokens), as /rag does.
+                result = await rag.answer(item.question, k=k, author=item.author, max_tokens=None, temperature=0.0)
             except Exception as exc:  # one failed question is a row with its error, not a failed run
                 logger.warning(f"RAG answer failed for {item.question!r}: {exc}")
                 return base.model_copy(update={"error": f"{type(exc).__name__}: {exc}"[:300]})
@@ -110,6 +110,7 @@ async def answer_questions(
                 "latency_s": round(generation_s, 4),
                 "completion_tokens": int(result.tokens.get("completion") or 0),
                 "finish_reason": result.finish_reason,
+                "notes": list(result.notes),
             }
         )
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from llm_engineering.application.evaluation.answer_quality import side_by_side
 from llm_engineering.application.evaluation.results import (
     GenerationResult,
     JudgePhase,
@@ -37,6 +38,13 @@ HEADLINE = (
     "judge.style",
     "judge.win_rate_vs_author",
     "judge.agreement",
+    "answer.degenerate_rate",
+    "answer.served_degenerate_rate",
+    "answer.copied_header_rate",
+    "answer.empty_rate",
+    "answer.fact_recall",
+    "answer.cited_rate",
+    "answer.supported_rate",
     "rag.faithfulness",
     "rag.answer_relevancy",
     "rag.context_precision",
@@ -45,6 +53,7 @@ HEADLINE = (
     "rag.nonllm_context_recall",
     "rag.string_similarity",
     "rag.rouge_l",
+    "rag.cited_answer_rate",
     "rag.citation_valid_rate",
     "rag.citation_supported_rate",
     "speed.latency_p50_s",
@@ -63,6 +72,9 @@ class EvaluationReport(BaseModel):
     style_floor: dict[str, float | None] = Field(default_factory=dict, description="author's train vs test answers")
     voice: list[VoiceResult] = Field(default_factory=list)
     generations: list[GenerationResult] = Field(default_factory=list)
+    answers: list[dict[str, Any]] = Field(
+        default_factory=list, description="per RAG question: the reference and every model's answer, side by side"
+    )
     judge: JudgePhase = Field(default_factory=JudgePhase)
     retrieval: dict[str, Any] = Field(default_factory=dict)
     skipped: list[Skipped] = Field(default_factory=list)
@@ -189,6 +201,12 @@ def build_report(
                 "non-LLM RAG metrics computed by the built-in implementations (same definitions), not Ragas"
                 + (f": Ragas cannot be imported ({detail})" if not available else "")
             )
+    with_reference = sum(1 for q in plan.qa if q.answer)
+    if len(plan.questions) < with_reference:
+        notes.append(
+            f"{len(plan.questions)} of the {with_reference} QA questions with a reference answer were answered by each "
+            f"model (rag.kinds: {plan.config.rag.kinds or 'all'}, rag.max_questions: {plan.config.rag.max_questions})"
+        )
     test_answers = []
     for row in plan.dataset.instruct_test:
         messages = row.get("messages") or []
@@ -203,13 +221,15 @@ def build_report(
             "path": plan.qa_path,
             "references": plan.references_path,
             "questions": len(plan.qa),
-            "with_reference": sum(1 for q in plan.qa if q.answer),
+            "with_reference": with_reference,
             "answered": len(plan.questions),
+            "kinds": plan.config.rag.kinds or "all",
         },
         summary=summary,
         style_floor=compute_style_floor(plan.dataset.author_train_answers, test_answers),
         voice=voice,
         generations=generations,
+        answers=side_by_side(generations),
         judge=judge,
         retrieval=retrieval,
         skipped=skipped,

@@ -67,6 +67,21 @@ METRICS: dict[str, MetricInfo] = {
     "rag.citation_supported_rate": _m(
         "supported citations", True, "cited sentences whose passage holds most of their content words"
     ),
+    # answers worth reading (application/evaluation/answer_quality.py)
+    "answer.degenerate_rate": _m(
+        "degenerate answers", False, "model answers repeating a sentence or a 4-gram three times (before the guard)"
+    ),
+    "answer.served_degenerate_rate": _m(
+        "degenerate as served", False, "answers still repeating after the serving guard (what a user sees)"
+    ),
+    "answer.copied_header_rate": _m("copied passage headers", False, "answers pasting a '[n] Title (Author)' line"),
+    "answer.empty_rate": _m("empty answers", False, "answers of fewer than three words"),
+    "answer.fact_recall": _m("reference-fact recall", True, "content words of the reference answer in the answer"),
+    "answer.cited_rate": _m("answers citing a source", True, "answers with at least one [n]"),
+    "answer.supported_rate": _m(
+        "answers with a supported citation", True, "answers with a cited sentence its passage supports"
+    ),
+    "answer.answered": _m("questions answered", True, "RAG questions answered without an error"),
     # speed
     "speed.latency_p50_s": _m("latency p50", False, "RAG answer generation, seconds", "s"),
     "speed.latency_p95_s": _m("latency p95", False, "RAG answer generation, seconds", "s"),
@@ -104,6 +119,9 @@ class ModelUnderTest(BaseModel):
     registry_name: str | None = None
     registry_version: str | None = None
     voice_only: bool = Field(default=False, description="only the judge-free scorer metrics (e.g. production)")
+    generation: dict[str, Any] | None = Field(
+        default=None, description="its decoding defaults (domain GenerationDefaults; None: the domain defaults)"
+    )
 
 
 class Skipped(BaseModel):
@@ -133,6 +151,7 @@ class GeneratedAnswer(BaseModel):
     completion_tokens: int | None = None
     finish_reason: str | None = None
     error: str | None = None
+    notes: list[str] = Field(default_factory=list, description="the RAG service's notes (e.g. the guard's)")
     metrics: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -180,4 +199,8 @@ class PromotionDecision(BaseModel):
     promote: bool = False
     applied: bool = False
     reason: str = ""
+    deciding_rule: str = Field(default="", description="the rule that decided (the first one failed, else 'all')")
+    rules: list[dict[str, Any]] = Field(
+        default_factory=list, description="each rule of the gate: name, passed, candidate/baseline values, tolerance"
+    )
     zenml: dict[str, Any] | None = None

@@ -36,8 +36,10 @@ from llm_engineering.application.rag.context import (
 from llm_engineering.application.rag.fusion import dedupe_by_document
 from llm_engineering.application.rag.llm_self_query import LLMSelfQuery, SelfQueryResult
 from llm_engineering.application.rag.query_expansion import ExpansionResult, QueryExpander
+from llm_engineering.application.rag.repetition import StreamingGuard, guard_answer
 from llm_engineering.domain.chunks import RetrievalResult
 from llm_engineering.domain.errors import InputTooLargeError, ServiceUnavailableError, UnknownAuthorError
+from llm_engineering.domain.generation import GenerationDefaults
 from llm_engineering.domain.llm import ChatResult, GenerationOptions
 from llm_engineering.domain.prompts import (
     CHATML_GENERATION_PROMPT_TOKENS,
@@ -57,7 +59,7 @@ class AnswerOptions(TypedDict, total=False):
     k: int | None  # passages in the context
     author: str | None  # an explicit author filter (must exist)
     history: Sequence[Message]  # earlier turns, oldest first
-    max_tokens: int | None  # answer length
+    max_tokens: int | None  # answer length (default: suited to the question, see GenerationDefaults)
     temperature: float | None
     degraded: bool  # the service is busy: no expansion, no LLM self-query, a shorter answer
     deadline: float | None  # time.monotonic() by which the answer must be complete
@@ -69,8 +71,15 @@ class RAGConfig(BaseModel):
     k: int = Field(default=3, ge=1, description="Passages put into the answer's context.")
     expand_n: int = Field(default=2, ge=0, description="Query variants from query expansion (0 = off).")
     use_llm_self_query: bool = True
-    max_answer_tokens: int = Field(default=256, ge=1)
-    temperature: float = Field(default=0.3, ge=0.0)
+    max_answer_tokens: int = Field(default=256, ge=1, description="The longest answer (a request may ask less).")
+    temperature: float | None = Field(
+        default=None, ge=0.0, description="Overrides the model's default temperature (None: the model's)."
+    )
+    generation: GenerationDefaults = Field(
+        default_factory=GenerationDefaults,
+        description="The served model version's decoding defaults (its manifest's `generation`).",
+    )
+    repetition_guard: bool = Field(default=True, description="End an answer that starts repeating itself.")
     max_model_len: int = Field(default=2048, ge=64, description="The served model's window (prompt + answer).")
     max_query_tokens: int = Field(default=512, ge=8, description="A question's limit in the served model's tokens.")
     busy_answer_tokens: int = Field(default=128, ge=16, description="Answer length in degraded (busy) mode.")
@@ -204,7 +213,9 @@ class RAGService:
         degraded = bool(options.get("degraded"))
         deadline = options.get("deadline")
         k = options.get("k") or self.config.k
-        max_tokens = options.get("max_tokens") or self.config.max_answer_tokens
+        max_tokens = options.get("max_tokens") or self.config.generation.max_tokens_for(
+            query, cap=self.config.max_answer_tokens
+        )
         notes: list[str] = []
         if degraded:
             max_tokens = min(max_tokens, self.config.busy_answer_tokens)
@@ -317,7 +328,7 @@ class RAGService:
         return kept[::-1]
 
     def _answer_model(self, prepared: _Prepared, trace: RequestTrace, generation: ChatResult) -> RAGAnswer:
-        text = generation.text
+        text = generation.text.strip()
         cited = set(cited_numbers(text, len(prepared.sources)))
         for source in prepared.sources:
             source.cited = source.number in cited
@@ -350,10 +361,16 @@ class RAGService:
 
     def _generation_options(self, prepared: _Prepared, temperature: float | None) -> GenerationOptions:
         """The answer's sampling options, the same for a streamed and a complete answer."""
+        defaults = self.config.generation
+        if temperature is None:
+            temperature = defaults.temperature if self.config.temperature is None else self.config.temperature
+        stop = rag_answer_stop(len(prepared.sources))
+        stop += [marker for marker in defaults.stop if marker not in stop]
         options: GenerationOptions = {
             "max_tokens": prepared.max_tokens,
-            "temperature": self.config.temperature if temperature is None else temperature,
-            "stop": rag_answer_stop(len(prepared.sources)),
+            "temperature": temperature,
+            "stop": stop,
+            **defaults.sampling_options(),
         }
         if prepared.deadline is not None:
             options["timeout_s"] = max(1.0, self._remaining(prepared.deadline))
@@ -395,6 +412,12 @@ class RAGService:
                     prepared.messages, **self._generation_options(prepared, options.get("temperature"))
                 )
                 self._record_generation(stage, generation)
+            if self.config.repetition_guard:
+                guarded = guard_answer(generation.text, generation.finish_reason)
+                if guarded.repetition is not None:
+                    generation.finish_reason = "stop"
+                generation.text = guarded.text
+                prepared.notes.extend(guarded.notes)
             answer = self._answer_model(prepared, trace, generation)
         return self._finish(trace, answer)
 
@@ -409,6 +432,8 @@ class RAGService:
             generation = ChatResult(text="")
             pieces: list[str] = []
             sources_sent = False
+            # Sentence by sentence when guarded: a repeated sentence is never sent, the stream ends before it.
+            guard = StreamingGuard() if self.config.repetition_guard else None
             with trace.stage("generation", input={"messages": prepared.messages}, span_type="llm") as stage:
                 deltas = self.llm.stream_chat(
                     prepared.messages, **self._generation_options(prepared, options.get("temperature"))
@@ -422,7 +447,12 @@ class RAGService:
                             if not pieces:
                                 trace.timings_ms["first_token"] = trace.total_ms()
                             pieces.append(delta.text)
-                            yield RAGEvent("delta", delta.text)
+                            out = guard.feed(delta.text) if guard else delta.text
+                            if out:
+                                yield RAGEvent("delta", out)
+                            if guard and guard.stopped:
+                                generation.finish_reason = "stop"
+                                break  # closes the upstream request below: the model stops generating too
                         if delta.completion_tokens is not None:
                             generation.prompt_tokens = delta.prompt_tokens or 0
                             generation.completion_tokens = delta.completion_tokens
@@ -431,6 +461,15 @@ class RAGService:
                     await deltas.aclose()  # the consumer may stop early: end the upstream request too
                 generation.text = "".join(pieces)
                 self._record_generation(stage, generation)
+            if guard is not None:
+                rest = guard.finish(generation.finish_reason)
+                if rest:
+                    yield RAGEvent("delta", rest)
+                guarded = guard.result(generation.finish_reason)
+                generation.text = guarded.text
+                prepared.notes.extend(guarded.notes)
+                if guarded.repetition is not None and not generation.completion_tokens:
+                    generation.completion_tokens = self.token_counter.count("".join(pieces))
             if not sources_sent:
                 yield RAGEvent("sources", prepared.sources)
             answer = self._answer_model(prepared, trace, generation)

@@ -112,15 +112,21 @@ class LLMClient:
     def _completion_args(self, options: GenerationOptions) -> tuple[AsyncOpenAI, dict[str, Any]]:
         """The SDK client for this call (its own timeout when asked) and the create() arguments."""
         stop = options.get("stop")
+        extra_body = dict(options.get("extra_body") or {})
+        if options.get("repetition_penalty") not in (None, 1.0):
+            # vLLM's OpenAI server (and most OpenAI-compatible engines) take it as an extra sampling parameter.
+            extra_body.setdefault("repetition_penalty", options["repetition_penalty"])
         args = {
             "model": self.model,
             "max_tokens": options.get("max_tokens", 256),
             "temperature": options.get("temperature", 0.0),
-            "extra_body": options.get("extra_body"),
+            "extra_body": extra_body or None,
             **_optional(
                 top_p=options.get("top_p"),
                 stop=list(stop) if stop else None,
                 response_format=options.get("response_format"),
+                frequency_penalty=options.get("frequency_penalty") or None,
+                presence_penalty=options.get("presence_penalty") or None,
             ),
         }
         timeout_s = options.get("timeout_s")

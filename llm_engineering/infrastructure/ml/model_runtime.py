@@ -55,7 +55,34 @@ def _registry_of(settings: Settings, spec: str, path: Path) -> tuple[str | None,
     return None, None
 
 
+def manifest_of(path: str | Path) -> dict[str, Any] | None:
+    """The registry manifest of a checkpoint folder (a version dir, or its `sft/` stage), else None."""
+    path = Path(path)
+    for folder in (path, path.parent):
+        manifest = folder / "manifest.json"
+        if manifest.is_file():
+            try:
+                return json.loads(manifest.read_text(encoding="utf-8"))
+            except ValueError:
+                return None
+    return None
+
+
+def _with_generation(model: ModelUnderTest) -> ModelUnderTest:
+    """The model with its version's generation defaults (the domain defaults for a plain checkpoint)."""
+    from llm_engineering.domain.generation import generation_defaults
+
+    defaults = generation_defaults(manifest_of(model.path) if model.registry_version else None)
+    return model.model_copy(update={"generation": defaults.model_dump(mode="json")})
+
+
 def resolve_model(settings: Settings, spec: str) -> ModelUnderTest:
+    """`base` | `sft` | `twin` | `production` | a registry spec | a checkpoint folder (see `_resolve_model`), with
+    the generation defaults it is served with."""
+    return _with_generation(_resolve_model(settings, spec))
+
+
+def _resolve_model(settings: Settings, spec: str) -> ModelUnderTest:
     """`base` | `sft` | `twin` | `production` | a registry spec (`llm-twin:v0002`, `llm-twin-sft:3`) | a checkpoint
     folder, optionally labelled `label=spec`. A model that does not exist is a ConfigurationError naming what does."""
     from llm_engineering.infrastructure.ml.prepare import PACKAGED_MODEL_ALIAS, prepare_packaged_model
@@ -117,8 +144,10 @@ def production_model(settings: Settings, name: str = DEFAULT_MODEL_NAME) -> Mode
     if version is None:
         return None
     path = resolve_registered_model(settings.models_dir, f"{name}:{version}")
-    return ModelUnderTest(
-        name="production", spec=f"{name}:production", path=str(path), registry_name=name, registry_version=version
+    return _with_generation(
+        ModelUnderTest(
+            name="production", spec=f"{name}:production", path=str(path), registry_name=name, registry_version=version
+        )
     )
 
 

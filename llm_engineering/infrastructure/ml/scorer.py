@@ -182,7 +182,15 @@ class TransformersChatLLM:
         self._scorer = TransformersScorer(model_path, threads=threads)
         self._lock = asyncio.Lock()
 
-    def _generate(self, messages: Messages, max_tokens: int, temperature: float, stop: Sequence[str] | None):
+    def _generate(
+        self,
+        messages: Messages,
+        max_tokens: int,
+        temperature: float,
+        stop: Sequence[str] | None,
+        repetition_penalty: float | None = None,
+        no_repeat_ngram_size: int | None = None,
+    ):
         import torch
 
         scorer = self._scorer
@@ -201,6 +209,8 @@ class TransformersChatLLM:
                 top_k=None,
                 eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
                 pad_token_id=tokenizer.pad_token_id,
+                repetition_penalty=repetition_penalty or None,
+                no_repeat_ngram_size=no_repeat_ngram_size or None,
             )
         new = output[0][len(ids) :].tolist()
         text = tokenizer.decode(new, skip_special_tokens=True)
@@ -225,6 +235,8 @@ class TransformersChatLLM:
                 int(options.get("max_tokens") or 256),
                 float(options.get("temperature") or 0.0),
                 options.get("stop"),
+                options.get("repetition_penalty"),
+                options.get("no_repeat_ngram_size"),
             )
 
     async def chat_json(self, messages: Messages, schema: dict[str, Any], **options: Any):

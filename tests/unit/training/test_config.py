@@ -39,7 +39,7 @@ def test_defaults_are_the_cpu_path() -> None:
         ({"lora": {"target_modules": []}}, "lora.target_modules: name at least one module"),
         ({"backend": "qlora", "precision": "fp32"}, "backend 'qlora' computes in bf16"),
         ({"output": {"name": "LLM Twin"}}, "output.name: String should match pattern"),
-        ({"epochs": 3}, "epochs: unknown key (allowed: backend, dpo, lora, model, output, precision, seed,"),
+        ({"epochs": 3}, "epochs: unknown key (allowed: backend, dpo, generation, lora, model, output,"),
     ],
 )
 def test_errors_name_the_yaml_key(data: dict, expected: str) -> None:

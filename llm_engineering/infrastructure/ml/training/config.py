@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llm_engineering.domain.errors import ConfigurationError
+from llm_engineering.domain.generation import GenerationDefaults
 
 Backend = Literal["auto", "cpu", "qlora", "unsloth"]
 Precision = Literal["auto", "fp32", "bf16"]
@@ -113,6 +114,10 @@ class TrainingConfig(_Section):
     dpo: DPOSection = Field(default_factory=DPOSection)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
     output: OutputSection = Field(default_factory=OutputSection)
+    generation: GenerationDefaults = Field(
+        default_factory=GenerationDefaults,
+        description="decoding defaults stored with the registered version (serving, datasets, evaluation use them)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainingConfig:
@@ -133,7 +138,9 @@ class TrainingConfig(_Section):
 
     def fingerprint(self) -> str:
         """A stable hash of every hyperparameter (what makes two runs the same run)."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        # Decoding defaults change how the model is served, not what training computes: not part of the run key.
+        canonical = json.dumps(self.model_dump(mode="json", exclude={"generation"}), sort_keys=True,
+                               separators=(",", ":"))  # fmt: skip
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 

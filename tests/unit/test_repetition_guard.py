@@ -1,0 +1,105 @@
+"""The repetition guard and the generation defaults: a looping answer ends cleanly (also while streaming) and says
+so in its notes; every answer is asked with the model version's penalties and a length suited to the question."""
+
+from __future__ import annotations
+
+import asyncio
+
+from llm_engineering.application.rag.repetition import (
+    StreamingGuard,
+    copies_header,
+    degenerate,
+    find_repetition,
+    guard_answer,
+)
+from llm_engineering.domain.generation import GenerationDefaults, generation_defaults
+from tests.fakes import ScriptedLLM, fake_rag_corpus, fake_services
+
+LOOP = (
+    "The tokenizer is designed to remove the tokenization of the tokenizer, which is a very efficient way to remove "
+    "the tokenization of the tokenizer. "
+)
+GOOD = "Chunk by tokens, because the model's window is counted in tokens [1]. "
+TOPICS = {("Ada Lovelace", "chunking"): "Documents are chunked by tokens because the window is counted in tokens."}
+
+
+def test_a_repeated_sentence_is_cut_at_its_second_occurrence():
+    text = GOOD + "Characters mislead the budget by a lot. " + "Characters mislead the budget by a lot. " * 3
+    result = guard_answer(text)
+    assert result.text == (GOOD + "Characters mislead the budget by a lot.").strip()
+    assert result.repetition is not None and result.repetition.kind == "sentence"
+    assert result.notes and result.notes[0].startswith("repetition guard:")
+
+
+def test_a_phrase_said_three_times_is_cut_and_the_answer_ends_on_a_complete_sentence():
+    result = guard_answer(GOOD + LOOP * 4)
+    assert result.text == (GOOD + LOOP).strip()  # said once, the sentence stays; its second time is the loop
+    phrase = "The model reads tokens, so the model reads tokens and the model reads tokens"
+    assert find_repetition(GOOD + phrase).kind == "ngram" and not degenerate(result.text)
+    assert guard_answer(GOOD + phrase).text == GOOD.strip()
+
+
+def test_clean_answers_pass_untouched_and_a_length_cut_ends_at_the_last_sentence():
+    assert guard_answer(GOOD).text == GOOD and guard_answer(GOOD).notes == []
+    assert not degenerate("Yes. Yes. Yes.")  # short sentences are not a loop
+    cut = guard_answer(GOOD + "The answer is:", finish_reason="length")
+    assert cut.text == GOOD.strip() and cut.trimmed_at_limit and "token limit" in cut.notes[0]
+
+
+def test_the_streaming_guard_never_sends_the_repeated_sentence():
+    guard = StreamingGuard()
+    sent = ""
+    for word in (GOOD + LOOP * 4).split(" "):
+        sent += guard.feed(word + " ")
+        if guard.stopped:
+            break
+    assert guard.stopped and sent.strip() == (GOOD + LOOP).strip()
+    assert guard.result().text == (GOOD + LOOP).strip()
+
+
+def test_copied_headers_are_recognised():
+    assert copies_header("[4] tiny-rag (Elena Marchetti)\ndef chunk(): ...")
+    assert copies_header("intro\n[1] Title (Ada)", ["[1] Title (Ada)"])
+    assert not copies_header("Chunking by tokens is exact [1] (see the post).")
+
+
+def test_generation_defaults_read_from_a_manifest_and_lengths_follow_the_question():
+    defaults = generation_defaults({"generation": {"repetition_penalty": 1.3, "short_answer_tokens": 40}})
+    assert defaults.repetition_penalty == 1.3 and defaults.frequency_penalty == GenerationDefaults().frequency_penalty
+    assert generation_defaults({}) == GenerationDefaults()
+    assert defaults.max_tokens_for("What is LoRA?") == 40
+    assert defaults.max_tokens_for("Why chunk by tokens rather than characters?") == defaults.long_answer_tokens
+    assert defaults.max_tokens_for("Why chunk by tokens?", cap=64) == 64
+
+
+def test_rag_answer_uses_the_model_defaults_and_the_guard_ends_a_loop():
+    llm = ScriptedLLM(answer=GOOD + LOOP * 4, json_answers={"query_expansion": {"queries": []}})
+    defaults = GenerationDefaults(repetition_penalty=1.2, frequency_penalty=0.4, long_answer_tokens=60)
+    service, _, _ = fake_services(fake_rag_corpus(TOPICS), llm, generation=defaults, max_answer_tokens=200)
+    answer = asyncio.run(service.answer("Why should documents be chunked by tokens?"))
+
+    assert answer.answer == (GOOD + LOOP).strip() and answer.finish_reason == "stop"
+    assert any(n.startswith("repetition guard:") for n in answer.notes)
+    options = llm.calls_of("chat")[0].options
+    assert options["repetition_penalty"] == 1.2 and options["frequency_penalty"] == 0.4
+    assert options["max_tokens"] == 60 and options["temperature"] == 0.0
+    assert "\nQuestion:" in options["stop"]
+
+
+def test_rag_stream_stops_at_the_loop_and_reports_it():
+    llm = ScriptedLLM(answer=GOOD + LOOP * 4, json_answers={"query_expansion": {"queries": []}})
+    service, _, _ = fake_services(fake_rag_corpus(TOPICS), llm)
+
+    async def collect():
+        deltas, done = [], None
+        async for event in service.stream("Why should documents be chunked by tokens?"):
+            if event.kind == "delta":
+                deltas.append(event.data)
+            elif event.kind == "done":
+                done = event.data
+        return "".join(deltas), done
+
+    streamed, done = asyncio.run(collect())
+    assert streamed.strip() == (GOOD + LOOP).strip() == done.answer
+    assert streamed.count("tokenizer.") == 1 and any(n.startswith("repetition guard:") for n in done.notes)
+    assert done.finish_reason == "stop"
