@@ -127,3 +127,11 @@ def test_pages_the_same_run_crawls_are_left_to_the_crawl(tmp_path):
     tide = next(o for o in report.outcomes if o.link == c.TIDE.link)
     assert tide.status == "skipped" and "the crawl stores it" in tide.reason
     assert list(warehouse.documents) == [c.SOURDOUGH.link]
+
+
+def test_relative_links_of_a_fetched_feed_resolve_against_its_url():
+    feed = build.rss_feed([c.Piece("r", c.INES, "Relative", ["A post with a relative link."], "/posts/relative")])
+    warehouse = FakeWarehouse()
+    importer = ArchiveImporter(warehouse, fetcher=FakeFetcher(feed.encode()))
+    report = importer.import_sources([SourceSpec(path="https://blog.example.org/feed.xml")], c.INES, False)
+    assert [o.link for o in report.outcomes] == ["https://blog.example.org/posts/relative"]

@@ -130,7 +130,11 @@ class ZipTree(ArchiveTree):
             raise ImportFormatError(str(path), f"not a valid zip file ({exc})") from exc
         except OSError as exc:
             raise ImportFormatError(str(path), f"cannot be read ({exc.strerror or exc})") from exc
-        self._members = self._check_listing()
+        try:
+            self._members = self._check_listing()
+        except ImportFormatError:
+            self._zip.close()
+            raise
 
     def where(self, name: str) -> str:
         return f"{self.location}!{name}"

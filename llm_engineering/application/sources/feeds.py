@@ -38,8 +38,12 @@ _MEDIUM_FOOTER = re.compile(r"was originally published in .{0,300} on Medium", r
 
 
 def parse_feed(data: bytes, where: str, wanted: str = "auto") -> tuple[str, Any]:
-    """('rss' | 'atom', the parsed feed). Not XML, or XML that is neither RSS nor Atom, is an error naming `where`."""
-    parsed = feedparser.parse(io.BytesIO(data), sanitize_html=True, resolve_relative_uris=True)
+    """('rss' | 'atom', the parsed feed). Not XML, or XML that is neither RSS nor Atom, is an error naming `where`.
+    Relative links in a feed fetched from a URL are resolved against that URL."""
+    headers = {"content-location": where} if where.startswith(("http://", "https://")) else None
+    parsed = feedparser.parse(
+        io.BytesIO(data), sanitize_html=True, resolve_relative_uris=True, response_headers=headers
+    )
     version = parsed.get("version") or ""
     if not version:
         problem = parsed.get("bozo_exception")
