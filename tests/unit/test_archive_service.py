@@ -135,3 +135,22 @@ def test_relative_links_of_a_fetched_feed_resolve_against_its_url():
     importer = ArchiveImporter(warehouse, fetcher=FakeFetcher(feed.encode()))
     report = importer.import_sources([SourceSpec(path="https://blog.example.org/feed.xml")], c.INES, False)
     assert [o.link for o in report.outcomes] == ["https://blog.example.org/posts/relative"]
+
+
+def test_a_changed_body_is_the_only_document_the_feature_pipeline_redoes(tmp_path):
+    from llm_engineering.application.preprocessing.features import FeatureEngineering
+    from tests.fakes import FakeVectorStore, HashingEncoder
+
+    warehouse = FakeWarehouse()
+    features = FeatureEngineering(warehouse, FakeVectorStore(), HashingEncoder(), show_progress=False)
+    export = build.substack_export(tmp_path / "ss")
+    spec = [SourceSpec(path=str(export), site_url=c.TOMASZ_SITE)]
+    ArchiveImporter(warehouse).import_sources(spec, c.TOMASZ, show_progress=False)
+    first = features.run("all")
+    assert (first.new, first.changed, first.unchanged) == (2, 0, 0)
+    body = next((export / "posts").glob("*bridges*"))
+    body.write_text(body.read_text().replace("A steel bridge", "Every steel bridge"))
+    report = ArchiveImporter(warehouse).import_sources(spec, c.TOMASZ, show_progress=False)
+    assert sorted(o.status for o in report.outcomes) == ["skipped", "unchanged", "updated"]
+    second = features.run("all")
+    assert (second.new, second.changed, second.unchanged) == (0, 1, 1)
