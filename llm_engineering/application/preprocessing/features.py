@@ -27,12 +27,13 @@ from llm_engineering.domain.errors import ConfigurationError
 from llm_engineering.domain.types import DOCUMENT_CATEGORIES, DataCategory
 
 from . import sparse
+from .boilerplate import remove_boilerplate
 from .chunking import DEFAULT_CHUNKING, ChunkingParams, chunk_document, index_text
 from .cleaning import clean_document
 
 # Bump when cleaning/chunking/sparse logic changes meaningfully: every document is then re-indexed.
 # 2: chunks are embedded and term-weighted with their document's title (chunking.index_text).
-FEATURE_LOGIC_VERSION = "2"
+FEATURE_LOGIC_VERSION = "3"
 
 
 # --- artifacts passed between steps ----------------------------------------------------------------------------
@@ -65,6 +66,9 @@ class FeaturePlan(BaseModel):
 class CleanedBatch(BaseModel):
     documents: list[CleanedDocument] = Field(default_factory=list)
     seconds: float = 0.0
+    boilerplate: dict[str, dict[str, int]] = Field(
+        default_factory=dict, description="per site: documents seen, furniture lines learned and removed"
+    )
 
 
 class FeatureReport(BaseModel):
@@ -189,7 +193,12 @@ class FeatureEngineering:
             for category, versions in snapshot.versions.items()
             for d in self.warehouse.get_documents(category, [i for i in versions if i in todo])
         ]
-        return CleanedBatch(documents=documents, seconds=time.perf_counter() - started)
+        # Lines repeated across many documents of one site are page furniture (share widgets, sign-in bars): the
+        # evidence is the documents cleaned in this run (a full run: the whole corpus).
+        documents, evidence = remove_boilerplate(documents)
+        if evidence.lines:
+            logger.info(f"Boilerplate removed by evidence: {evidence.summary()}")
+        return CleanedBatch(documents=documents, seconds=time.perf_counter() - started, boilerplate=evidence.summary())
 
     # --- stage 4: chunk, embed, load --------------------------------------------------------------------------
     def index(self, snapshot: WarehouseSnapshot, plan: FeaturePlan, cleaned: CleanedBatch) -> FeatureReport:
