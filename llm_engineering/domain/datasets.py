@@ -68,6 +68,7 @@ class Candidate(BaseModel):
     judge_score: int | None = None
     roundtrip_rank: int | None = None  # rank of the source document for this instruction (1-based)
     distractors: list[Passage] = Field(default_factory=list)  # retrieved passages of other documents
+    context_rejected: str | None = None  # the base model's answer to the with-context prompt (when asked)
 
 
 class DatasetSample(BaseModel):
@@ -84,6 +85,9 @@ class DatasetSample(BaseModel):
     with_context: bool = False
     context_links: list[str] = Field(default_factory=list)
     judge_score: int | None = None
+    # extract: the whole extract, no context | span: the author's sentences that answer, citing [n] |
+    # unanswerable: the context does not hold the answer, and the answer says so
+    kind: str = "extract"
 
     def row(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -100,6 +104,10 @@ class PreferencePair(BaseModel):
     author: str
     instruction: str = ""
     document_id: str = ""
+    # no_context: the base model's answer without context | with_context: its RAG answer, kept only when it fails
+    # (loops, pastes a header, is empty, cites nothing or nothing that supports it)
+    kind: str = "no_context"
+    rejected_problem: str | None = None
 
     def row(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -142,6 +150,11 @@ class DatasetReport(BaseModel):
     instruct: SplitCounts = Field(default_factory=SplitCounts)
     preference: SplitCounts = Field(default_factory=SplitCounts)
     with_context_samples: int = 0
+    kinds: dict[str, int] = Field(
+        default_factory=dict,
+        description="instruct samples per kind (extract, span, unanswerable) and preference pairs per kind and "
+        "rejected problem (pairs:no_context, pairs:with_context:loops ...)",
+    )
     drops: dict[str, int] = Field(default_factory=dict)
     grounding: dict[str, Any] = Field(default_factory=dict)
     llm_calls: dict[str, int] = Field(default_factory=dict)  # made now (cache misses), per kind

@@ -279,6 +279,10 @@ def preference_prompt(instruction: str) -> list[Message]:
     return build_sft_messages(instruction, "x")[:-1]
 
 
+# What the twin says when the numbered context does not hold the answer (unanswerable training samples).
+UNANSWERED_ANSWER = "The sources I have here don't cover that, so I won't guess."
+
+
 def cite_source(answer: str, number: int) -> str:
     """The author's text, citing the passage it comes from, as a RAG answer does."""
     return f"{answer.rstrip()} [{number}]"

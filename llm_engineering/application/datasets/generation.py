@@ -21,6 +21,7 @@ from llm_engineering.application.datasets.filters import clean_instruction
 from llm_engineering.application.ports import LLM
 from llm_engineering.domain.datasets import Extract, text_hash
 from llm_engineering.domain.errors import LLMRequestError, LLMTimeoutError, LLMUnavailableError
+from llm_engineering.domain.generation import GenerationDefaults
 from llm_engineering.domain.llm import ChatResult
 from llm_engineering.domain.prompts import (
     instruction_messages,
@@ -28,6 +29,7 @@ from llm_engineering.domain.prompts import (
     judge_messages,
     judge_schema,
     preference_prompt,
+    rag_answer_stop,
 )
 
 # Which settings point each role at an endpoint (for error messages; the composition root reads them).
@@ -49,6 +51,13 @@ class GenerationConfig(BaseModel):
     instruction_max_tokens: int = Field(default=160, ge=16)
     rejected_max_tokens: int = Field(default=192, ge=8)
     rejected_temperature: float = Field(default=0.0, ge=0)
+    rejected_decoding: GenerationDefaults = Field(
+        default_factory=GenerationDefaults,
+        description="how the base model decodes its rejected answers: as it is served (the model's defaults)",
+    )
+    context_rejected: bool = Field(
+        default=True, description="also ask the base model the with-context prompt (with-context preference pairs)"
+    )
     judge_max_tokens: int = Field(default=16, ge=4)
 
 
@@ -203,6 +212,7 @@ class Generators:
             self.rejected_llm.model,
             temperature=config.rejected_temperature,
             max_tokens=config.rejected_max_tokens,
+            decoding=config.rejected_decoding.model_dump(mode="json"),
         )
         cached = self.cache.get("rejected", key)
         if cached is not None:
@@ -214,9 +224,42 @@ class Generators:
             None,
             temperature=config.rejected_temperature,
             max_tokens=config.rejected_max_tokens,
+            **config.rejected_decoding.sampling_options(),
         )
         if text is _TIMEOUT:
             return ""
+        text = (text or "").strip()
+        self.cache.put(key, {"text": text})
+        return text
+
+    async def rejected_in_context(self, messages: list[dict[str, str]], passages: int, question: str) -> str | None:
+        """The base model's RAG answer to a with-context prompt, decoded as served (None: timed out)."""
+        config = self.config
+        decoding = config.rejected_decoding
+        key = cache_key(
+            "rejected_context",
+            text_hash("\0".join(m["content"] for m in messages)),
+            self.rejected_llm.model,
+            temperature=config.rejected_temperature,
+            max_tokens=config.rejected_max_tokens,
+            decoding=decoding.model_dump(mode="json"),
+        )
+        cached = self.cache.get("rejected", key)
+        if cached is not None:
+            return str(cached.get("text") or "")
+        stop = rag_answer_stop(passages)
+        text, _ = await self._call(
+            self.rejected_llm,
+            "rejected",
+            messages,
+            None,
+            temperature=config.rejected_temperature,
+            max_tokens=decoding.max_tokens_for(question, cap=config.rejected_max_tokens),
+            stop=stop + [s for s in decoding.stop if s not in stop],
+            **decoding.sampling_options(),
+        )
+        if text is _TIMEOUT:
+            return None
         text = (text or "").strip()
         self.cache.put(key, {"text": text})
         return text

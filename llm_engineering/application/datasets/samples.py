@@ -6,16 +6,22 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from pydantic import BaseModel, Field
 
+from llm_engineering.application.evaluation.stylometry import FUNCTION_WORDS
+from llm_engineering.application.evaluation.text_metrics import citation_validity
 from llm_engineering.application.ports import PromptTokenCounter
+from llm_engineering.application.rag.repetition import copies_header, degenerate
 from llm_engineering.domain.datasets import Candidate, DatasetSample, Extract, Passage, PreferencePair
 from llm_engineering.domain.prompts import (
+    UNANSWERED_ANSWER,
     ContextPassage,
     build_sft_messages,
     cite_source,
+    cited_numbers,
     format_passage,
     preference_prompt,
 )
@@ -23,6 +29,13 @@ from llm_engineering.domain.prompts import (
 
 class SampleConfig(BaseModel):
     with_context_share: float = Field(default=0.3, ge=0, le=1, description="Share of samples built with context")
+    unanswerable_share: float = Field(
+        default=0.15,
+        ge=0,
+        le=1,
+        description="Of the with-context samples: share whose context lacks the source, answered by saying so",
+    )
+    span_max_words: int = Field(default=60, ge=5, description="Longest answer span (words) of a with-context sample")
     context_passages: int = Field(default=3, ge=1, description="Passages in a with-context sample (source first "
                                   "counted), as the RAG service's k")  # fmt: skip
     context_max_tokens: int = Field(default=1024, ge=1, description="Context budget (base-model tokens)")
@@ -38,6 +51,98 @@ def _unit(seed: int, *parts: str) -> float:
 
 def wants_context(candidate: Candidate, config: SampleConfig) -> bool:
     return _unit(config.seed, "context", candidate.extract_key, candidate.instruction) < config.with_context_share
+
+
+def is_unanswerable(candidate: Candidate, config: SampleConfig) -> bool:
+    """A with-context sample whose context leaves the source out (it needs distractors to show instead)."""
+    return bool(candidate.distractors) and (
+        _unit(config.seed, "unanswerable", candidate.extract_key, candidate.instruction) < config.unanswerable_share
+    )
+
+
+# --- the answer span ------------------------------------------------------------------------------------------------
+_WORD = re.compile(r"[\w'’-]+", re.UNICODE)
+_ENDS = (".", "!", "?", '"', "'", ")", "]", ":")  # a line that ends otherwise continues on the next one
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_LIST_OR_QUOTE = re.compile(r"^\s*(?:[-*+>]|\d+[.)])\s+")
+_CODE_WORDS = {"code", "snippet", "implement", "implementation", "function", "class", "command", "syntax"}
+_STOP = frozenset(FUNCTION_WORDS)
+
+
+def _content(text: str) -> set[str]:
+    return {w.lower() for w in _WORD.findall(text) if w.lower() not in _STOP and len(w) > 2}
+
+
+def prose_sentences(text: str) -> list[tuple[str, int]]:
+    """The extract's sentences with the run they belong to, without headings, fenced code, tables or code-looking
+    lines (each of those starts a new run: sentences of one run are contiguous words of the source)."""
+    sentences: list[tuple[str, int]] = []
+    in_code = False
+    run = 0
+    for line in text.split("\n"):
+        if _FENCE.match(line):
+            in_code = not in_code
+            run += 1
+            continue
+        stripped = line.strip()
+        if not stripped and not in_code:
+            continue
+        code_like = sum(c in "{}();=<>`" for c in stripped) > max(3, len(stripped) // 12)
+        if in_code or stripped.startswith(("#", "|")) or code_like:
+            run += 1
+            continue
+        if _LIST_OR_QUOTE.match(stripped):
+            run += 1  # the marker is not a word of the answer
+            stripped = _LIST_OR_QUOTE.sub("", stripped)
+        for part in _SENTENCE_BREAK.split(stripped):
+            if not part.strip():
+                continue
+            previous = sentences[-1] if sentences else None
+            if previous and previous[1] == run and (len(part.split()) < 3 or not previous[0].endswith(_ENDS)):
+                sentences[-1] = (f"{sentences[-1][0]} {part.strip()}", run)  # "e.g." / "v2." fragments
+            else:
+                sentences.append((part.strip(), run))
+    return sentences
+
+
+def answer_span(question: str, extract: str, max_words: int = 60) -> str:
+    """The author's own sentences that answer the question: the sentence sharing most content words with it,
+    extended by the sentences that follow it in the same run while they fit `max_words` (the extract's own words,
+    in order). Code and headings are left out unless the question asks for code; an extract with no prose sentence
+    is kept whole."""
+    if _content(question) & _CODE_WORDS:
+        return extract.strip()
+    sentences = prose_sentences(extract)
+    if not sentences:
+        return extract.strip()
+    wanted = _content(question)
+    scores = [len(_content(text) & wanted) - 0.01 * i for i, (text, _) in enumerate(sentences)]
+    start = max(range(len(sentences)), key=lambda i: scores[i])
+    first, run = sentences[start]
+    chosen, words = [first], len(first.split())
+    for text, other in sentences[start + 1 :]:
+        size = len(text.split())
+        if other != run or words + size > max_words:
+            break
+        chosen.append(text)
+        words += size
+    return " ".join(chosen)
+
+
+def context_prompt(
+    candidate: Candidate, extract: Extract, config: SampleConfig, counter: PromptTokenCounter
+) -> tuple[list[dict[str, str]], int | None, list[ContextPassage]]:
+    """The with-context chat before the answer (as served), the source's number (None: left out on purpose) and
+    the passages. Deterministic: dataset generation asks the base model this same prompt."""
+    key = f"{candidate.extract_key}\0{candidate.instruction}"
+    if is_unanswerable(candidate, config):
+        passages = [_numbered(p, i) for i, p in enumerate(candidate.distractors[: config.context_passages], start=1)]
+        number = None
+    else:
+        passages, number = context_passages(extract, candidate.distractors, config, counter, key)
+    messages = build_sft_messages(candidate.instruction, "x", passages)[:-1]
+    return messages, number, passages
 
 
 def context_passages(
@@ -78,16 +183,19 @@ def instruct_sample(
         "judge_score": candidate.judge_score,
     }
     if wants_context(candidate, config):
-        passages, source_number = context_passages(
-            extract, candidate.distractors, config, counter, f"{candidate.extract_key}\0{candidate.instruction}"
-        )
-        answer = cite_source(extract.text.strip(), source_number)
+        prompt, source_number, passages = context_prompt(candidate, extract, config, counter)
+        if source_number is None:
+            answer, kind = UNANSWERED_ANSWER, "unanswerable"
+        else:
+            span = answer_span(candidate.instruction, extract.text, config.span_max_words)
+            answer, kind = cite_source(span, source_number), "span"
         messages = build_sft_messages(candidate.instruction, answer, passages)
         return DatasetSample(
             answer=answer,
             messages=messages,
             with_context=True,
             context_links=[p.link for p in passages],
+            kind=kind,
             **common,
         )
     answer = extract.text.strip()
@@ -105,6 +213,72 @@ def preference_pair(candidate: Candidate, extract: Extract, rejected: str) -> Pr
         instruction=candidate.instruction,
         document_id=str(extract.document_id),
     )
+
+
+def context_answer_problem(
+    answer: str, passages: Sequence[str], headers: Sequence[str], source: int | None
+) -> str | None:
+    """What is wrong with a RAG answer to a with-context prompt ("empty", "loops", "copied_header", "unsupported",
+    "no_citation", "wrong_source"), or None when it is a fair answer (`source` None: the context lacks it)."""
+    if len(answer.split()) < 3:
+        return "empty"
+    if degenerate(answer):
+        return "loops"
+    if copies_header(answer, headers):
+        return "copied_header"
+    if source is None:  # the context does not hold the answer: anything but saying so is an unsupported claim
+        return None if _SAYS_UNANSWERED.search(answer) else "unsupported"
+    cited = cited_numbers(answer, len(passages))
+    if not cited:
+        return "no_citation"
+    if source not in cited:
+        return "wrong_source"
+    checks = citation_validity(answer, passages, 0.5)
+    if not checks["supported_rate"]:
+        return "unsupported"
+    return None
+
+
+_SAYS_UNANSWERED = re.compile(
+    r"\b(?:don't|do not|does not|doesn't|cannot|can't|no|not)\b.{0,60}\b(?:context|sources?|passages?|information)\b",
+    re.IGNORECASE,
+)
+
+
+def context_preference_pair(candidate: Candidate, sample: DatasetSample) -> PreferencePair | None:
+    """chosen = the grounded answer (the author's span citing [n], or saying the context lacks it), rejected = the
+    base model's own answer to the same with-context prompt, kept only when it fails (`context_answer_problem`)."""
+    rejected = (candidate.context_rejected or "").strip()
+    prompt = sample.messages[:-1]
+    user = prompt[-1]["content"]
+    passages, headers = _passages_of(user)
+    source = None if sample.kind == "unanswerable" else sample.context_links.index(sample.source_link) + 1
+    problem = context_answer_problem(rejected, passages, headers, source)
+    if problem is None:
+        return None
+    return PreferencePair(
+        prompt=prompt,
+        chosen=sample.answer,
+        rejected=rejected,
+        source_link=sample.source_link,
+        author=sample.author,
+        instruction=sample.instruction,
+        document_id=sample.document_id,
+        kind="with_context",
+        rejected_problem=problem,
+    )
+
+
+def _passages_of(user: str) -> tuple[list[str], list[str]]:
+    """The passage texts and their "[n] Title (Author)" headers from a RAG user message (format_context's format)."""
+    body = user.split("Context:\n", 1)[-1].rsplit("\n\nQuestion: ", 1)[0]
+    blocks = re.split(r"\n\n(?=\[\d{1,3}\] )", body)
+    headers, texts = [], []
+    for block in blocks:
+        header, _, text = block.partition("\n")
+        headers.append(header)
+        texts.append(text)
+    return texts, headers
 
 
 def split_documents(documents_by_author: Mapping[str, Iterable[str]], test_share: float, seed: int) -> set[str]:

@@ -41,7 +41,15 @@ from llm_engineering.application.datasets.filters import (
 from llm_engineering.application.datasets.generation import GenerationConfig, Generators
 from llm_engineering.application.datasets.grounding import grounding_summary
 from llm_engineering.application.datasets.output import write_dataset_files
-from llm_engineering.application.datasets.samples import SampleConfig, instruct_sample, preference_pair, split_documents
+from llm_engineering.application.datasets.samples import (
+    SampleConfig,
+    context_preference_pair,
+    context_prompt,
+    instruct_sample,
+    preference_pair,
+    split_documents,
+    wants_context,
+)
 from llm_engineering.application.evaluation.retrieval import CHUNKS_PER_DOCUMENT, rank_of
 from llm_engineering.application.ports import (
     LLM,
@@ -354,6 +362,17 @@ class DatasetGenerationService:
                     return await generators.rejected(instruction)
 
             answers = list(await asyncio.gather(*(answer(c.instruction) for c in kept)))
+            if self.config.generation.context_rejected:
+                # What the base model really does with the with-context prompt the twin is trained on: its failures
+                # (loops, pasted headers, empty or unsupported answers) become the rejected side of a pair.
+                async def in_context(candidate: Candidate) -> None:
+                    messages, _, passages = context_prompt(candidate, extract, self.config.samples, self.counter)
+                    async with semaphore:
+                        candidate.context_rejected = await generators.rejected_in_context(
+                            messages, len(passages), candidate.instruction
+                        )
+
+                await asyncio.gather(*(in_context(c) for c in kept if wants_context(c, self.config.samples)))
         progress.update(1)
         return len(questions), drops, list(zip(kept, answers, strict=True))
 
@@ -391,9 +410,14 @@ class DatasetGenerationService:
         samples, pairs = [], []
         for candidate, rejected in zip(generation.candidates, generation.rejected, strict=True):
             extract = by_key[candidate.extract_key]
-            samples.append(instruct_sample(candidate, extract, config.samples, self.counter))
+            sample = instruct_sample(candidate, extract, config.samples, self.counter)
+            samples.append(sample)
             if rejected is not None:
                 pairs.append(preference_pair(candidate, extract, rejected))
+            if config.preference and sample.with_context and candidate.context_rejected is not None:
+                pair = context_preference_pair(candidate, sample)
+                if pair is not None:
+                    pairs.append(pair)
         documents_by_author: dict[str, set[str]] = {}
         for sample in samples:
             documents_by_author.setdefault(sample.author, set()).add(sample.document_id)
@@ -405,7 +429,10 @@ class DatasetGenerationService:
         for pair in pairs:
             preference["test" if pair.document_id in test_ids else "train"].append(pair.row())
 
-        grounding = grounding_summary((s.answer, texts[s.document_id]) for s in samples)
+        # Unanswerable samples say so in a fixed sentence: grounding is measured on the answers that quote the author.
+        grounding = grounding_summary((s.answer, texts[s.document_id]) for s in samples if s.kind != "unanswerable")
+        kinds = Counter(s.kind for s in samples)
+        kinds.update(f"pairs:{p.kind}" + (f":{p.rejected_problem}" if p.rejected_problem else "") for p in pairs)
         used_documents = {d for ids in documents_by_author.values() for d in ids}
         drops = Counter(extracts.drops)
         drops.update(generation.drops)
@@ -422,6 +449,7 @@ class DatasetGenerationService:
             instruct=SplitCounts(train=len(instruct["train"]), test=len(instruct["test"])),
             preference=SplitCounts(train=len(preference["train"]), test=len(preference["test"])),
             with_context_samples=sum(1 for s in samples if s.with_context),
+            kinds=dict(sorted(kinds.items())),
             drops={str(k): v for k, v in sorted(drops.items()) if v},
             grounding=grounding,
             llm_calls=generation.llm_calls,

@@ -88,7 +88,7 @@ class Corpus:
         for author in (AUTHOR, OTHER_AUTHOR):
             user, _ = self.warehouse.get_or_create_user(author)
             for topic, text in TOPICS.items():
-                body = f"## {topic.title()}\n\n{text}\n\n{EXTRA[topic]}\n\n## Short\n\nToo short."
+                body = f"## {topic.title()}\n\n{text}\n\n{EXTRA[topic]}\n\n## Short\n\nToo short on {topic}."
                 if author == OTHER_AUTHOR:
                     body = body.replace("my laptop", "a server")
                 self.warehouse.upsert_document(

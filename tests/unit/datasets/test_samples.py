@@ -6,13 +6,22 @@ import uuid
 
 from llm_engineering.application.datasets.samples import (
     SampleConfig,
+    answer_span,
+    context_preference_pair,
+    context_prompt,
     instruct_sample,
     preference_pair,
     split_documents,
     wants_context,
 )
 from llm_engineering.domain.datasets import Candidate, Extract, Passage
-from llm_engineering.domain.prompts import TWIN_SYSTEM_PROMPT, build_sft_messages, cited_numbers, preference_prompt
+from llm_engineering.domain.prompts import (
+    TWIN_SYSTEM_PROMPT,
+    UNANSWERED_ANSWER,
+    build_sft_messages,
+    cited_numbers,
+    preference_prompt,
+)
 from tests.fakes import WordCounter
 
 EXTRACT = Extract(
@@ -43,7 +52,7 @@ def test_without_context_the_answer_is_the_extract_in_the_twin_chat_shape():
 
 
 def test_with_context_the_answer_cites_its_source_among_shuffled_distractors():
-    config = SampleConfig(with_context_share=1.0, context_passages=3)
+    config = SampleConfig(with_context_share=1.0, context_passages=3, unanswerable_share=0.0)
     positions = set()
     for i in range(12):
         sample = instruct_sample(candidate(f"How does rank fusion combine lists, case {i}?"), EXTRACT, config,
@@ -62,7 +71,7 @@ def test_with_context_the_answer_cites_its_source_among_shuffled_distractors():
 
 
 def test_context_respects_the_token_budget():
-    config = SampleConfig(with_context_share=1.0, context_passages=5, context_max_tokens=30)
+    config = SampleConfig(with_context_share=1.0, context_passages=5, context_max_tokens=30, unanswerable_share=0.0)
     sample = instruct_sample(candidate(), EXTRACT, config, WordCounter())
     assert EXTRACT.link in sample.context_links and len(sample.context_links) < 5
 
@@ -91,3 +100,57 @@ def test_split_by_document_is_deterministic_sized_and_per_author():
     assert split_documents(docs, 0.2, seed=7) != test
     assert split_documents({"Ada": ["a0", "a1"]}, 0.9, seed=1) != {"a0", "a1"}  # never all of them
     assert split_documents(docs, 0.0, seed=1) == set()
+
+
+ARTICLE = """## Why tokens
+
+Models read tokens, not characters. A chunk of 1,000 characters can be 200 or 400 tokens, so a character budget
+overflows the window.
+
+```python
+chunks = split(text, 256)
+```
+
+That is why I chunk by tokens."""
+
+
+def test_the_answer_span_is_the_authors_sentences_that_answer_without_headings_or_code():
+    span = answer_span("Why chunk by tokens rather than characters?", ARTICLE, max_words=40)
+    assert span.startswith("A chunk of 1,000 characters") and span.endswith("overflows the window.")
+    assert "#" not in span and "split(" not in span and "That is why" not in span  # code breaks the run
+    assert " ".join(span.split()) in " ".join(ARTICLE.split())  # verbatim words
+    assert answer_span("Show the code that splits text", ARTICLE) == ARTICLE.strip()  # code asked for: kept
+    assert answer_span("Why?", "```\nx = 1\n```") == "```\nx = 1\n```"
+
+
+def test_unanswerable_samples_leave_the_source_out_and_say_so():
+    config = SampleConfig(with_context_share=1.0, unanswerable_share=1.0, context_passages=3)
+    sample = instruct_sample(candidate(), EXTRACT, config, WordCounter())
+    assert sample.kind == "unanswerable" and sample.answer == UNANSWERED_ANSWER
+    assert EXTRACT.link not in sample.context_links and len(sample.context_links) == 3
+    prompt, number, _ = context_prompt(candidate(), EXTRACT, config, WordCounter())
+    assert number is None and prompt == sample.messages[:-1]
+
+
+def test_with_context_pairs_keep_only_what_the_base_model_gets_wrong():
+    config = SampleConfig(with_context_share=1.0, unanswerable_share=0.0, context_passages=3)
+    sample = instruct_sample(candidate(), EXTRACT, config, WordCounter())
+    number = sample.context_links.index(EXTRACT.link) + 1
+    header = f"[{number}] Hybrid search (Ada Lovelace)"
+
+    def pair_for(rejected: str):
+        return context_preference_pair(candidate().model_copy(update={"context_rejected": rejected}), sample)
+
+    looping = "Fusion adds ranks from lists. " * 3
+    assert pair_for(looping).rejected_problem == "loops"
+    assert pair_for(header + "\nReciprocal rank fusion").rejected_problem == "copied_header"
+    assert pair_for("").rejected_problem == "empty"
+    assert pair_for("Fusion is a generic technique for lists.").rejected_problem == "no_citation"
+    other = 1 if number != 1 else 2
+    assert pair_for(f"Reciprocal rank fusion adds one over sixty plus the rank [{other}].").rejected_problem == (
+        "wrong_source"
+    )
+    good = pair_for(f"Reciprocal rank fusion adds one over sixty plus the rank from each list [{number}].")
+    assert good is None  # a fair answer is no rejected side
+    pair = pair_for("")
+    assert pair.chosen == sample.answer and pair.prompt == sample.messages[:-1] and pair.kind == "with_context"

@@ -11,7 +11,7 @@ import pytest
 from llm_engineering.application.datasets.service import DatasetGenerationConfig, spread_cap
 from llm_engineering.domain.datasets import DropReason
 from llm_engineering.domain.errors import ConfigurationError, LLMUnavailableError, UnknownAuthorError
-from llm_engineering.domain.prompts import DATASET_PROMPT_VERSION
+from llm_engineering.domain.prompts import DATASET_PROMPT_VERSION, UNANSWERED_ANSWER
 from llm_engineering.infrastructure.kv_cache import MemoryKeyValueCache
 from tests.fakes import unreachable_llm
 from tests.unit.datasets.conftest import AUTHOR, OTHER_AUTHOR, extract_of, make_llm, scripted_questions
@@ -40,14 +40,27 @@ def test_generates_both_datasets_grounded_split_by_document(corpus, tmp_path):
             assert row.keys() >= INSTRUCT_FIELDS and row["author"] == AUTHOR
             assert row["messages"][-1] == {"role": "assistant", "content": row["answer"]}
             assert row["messages"][-2]["content"].endswith(row["instruction"])
-            source = texts[row["document_id"]]
+            source = " ".join(texts[row["document_id"]].split())
+            if row["kind"] == "unanswerable":  # its context leaves the source out, and the answer says so
+                assert row["answer"] == UNANSWERED_ANSWER and row["source_link"] not in row["context_links"]
+                continue
             answer = row["answer"].rsplit(" [", 1)[0] if row["with_context"] else row["answer"]
-            assert answer in source  # the author's words, verbatim
+            assert " ".join(answer.split()) in source  # the author's words, verbatim (whitespace aside)
+            if row["kind"] == "span":
+                assert len(answer.split()) <= 60 and not answer.startswith("#")
     for samples in preference.values():
         for row in samples:
             assert row.keys() >= PREFERENCE_FIELDS
-            assert row["prompt"][-1]["role"] == "user" and row["chosen"] in texts[row["document_id"]]
-            assert row["rejected"].startswith("It depends")
+            assert row["prompt"][-1]["role"] == "user" and row["rejected"].startswith("It depends")
+            if row["kind"] == "no_context":
+                assert row["chosen"] in texts[row["document_id"]]
+            else:  # the base model's RAG answer cites nothing: the grounded span (or "not in the sources") wins
+                assert (
+                    row["rejected_problem"] in ("no_citation", "unsupported")
+                    and "Context:" in row["prompt"][-1]["content"]
+                )
+    kinds = report.kinds
+    assert kinds["span"] and kinds.get("pairs:with_context:no_citation") and kinds["pairs:no_context"]
     # No document on both sides, in either dataset.
     train_docs = {r["document_id"] for r in instruct["train"] + preference["train"]}
     test_docs = {r["document_id"] for r in instruct["test"] + preference["test"]}
