@@ -14,12 +14,8 @@ from typing import Any
 
 import click
 
+from llm_engineering.application.tables import format_key_values
 from tools._cli import bootstrap, check_input_file, run_cli, run_pipeline
-
-
-def format_table(rows: list[tuple[str, Any]]) -> str:
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
 
 
 def run_training(
@@ -68,7 +64,7 @@ def main(config_path: Path, dataset: str | None, max_steps: int | None, no_zenml
         report, title = run_training(settings, config, dataset_dir, max_steps, use_zenml=not no_zenml)
     except LLMTwinError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"\n{title}:\n{format_table(report.summary_rows())}")
+    click.echo(f"\n{title}:\n{format_key_values(report.summary_rows())}")
     if report.registered:
         click.echo(
             f"\nServe it: LLM_MODEL_ID={report.registered.name} (or {report.registered.name}:"

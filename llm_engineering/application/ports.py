@@ -22,8 +22,7 @@ from llm_engineering.domain.vectors import SparseVec
 
 if TYPE_CHECKING:
     from llm_engineering.application.crawlers.base import Crawler
-    from llm_engineering.application.evaluation.results import ModelUnderTest
-    from llm_engineering.application.evaluation.service import JudgeEndpoint
+    from llm_engineering.application.evaluation.results import JudgeEndpoint, ModelUnderTest
 
 
 # --- Raw data warehouse ------------------------------------------------------------------------------------------

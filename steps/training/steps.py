@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from zenml import log_metadata, step
 
 from llm_engineering.infrastructure.ml.training.common import StageResult
-from llm_engineering.wiring.training import TrainingReport, TrainingRun
+from llm_engineering.infrastructure.ml.training.run import TrainingReport, TrainingRun
 
 
 def _numbers(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -204,3 +204,15 @@ class PromotionDecision(BaseModel):
         default_factory=list, description="each rule of the gate: name, passed, candidate/baseline values, tolerance"
     )
     zenml: dict[str, Any] | None = None
+
+
+class JudgeEndpoint(BaseModel):
+    """The judge for this run: the LLM port (None when unusable) and what to say about it."""
+
+    model_config = {"arbitrary_types_allowed": True}
+
+    llm: Any = None
+    base_url: str = ""
+    model: str = ""
+    warning: str = ""
+    reason: str = ""

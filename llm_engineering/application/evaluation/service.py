@@ -76,18 +76,6 @@ RAG_KEYS = (
 )
 
 
-class JudgeEndpoint(BaseModel):
-    """The judge for this run: the LLM port (None when unusable) and what to say about it."""
-
-    model_config = {"arbitrary_types_allowed": True}
-
-    llm: Any = None
-    base_url: str = ""
-    model: str = ""
-    warning: str = ""
-    reason: str = ""
-
-
 @dataclass
 class EvaluationDeps:
     runtime: ModelRuntime

@@ -14,8 +14,7 @@ from typing import Any
 from loguru import logger
 
 from llm_engineering.application.evaluation.config import EvaluationConfig
-from llm_engineering.application.evaluation.results import ModelUnderTest, PromotionDecision
-from llm_engineering.application.evaluation.service import JudgeEndpoint
+from llm_engineering.application.evaluation.results import JudgeEndpoint, ModelUnderTest, PromotionDecision
 from llm_engineering.domain.errors import ConfigurationError
 from llm_engineering.infrastructure.registry import (
     DEFAULT_MODEL_NAME,

@@ -10,22 +10,22 @@ Same data and behaviour as `QdrantFeatureStore` (qdrant-client), one contract su
 - cleaned documents: a small SQLite table beside the shard (the documents carry no vectors), with the
   completion `marker`, written last per document.
 
-Serving while ingesting (blue/green, see versions.py): the engine lets one process open a folder, so every
-process works on a private copy of the published version. The one writer (a flock names it) edits its copy
-and publishes it as the next version — after `publish_idle_s` without writes, at most every
-`publish_max_delay_s` during long runs, and at close — by renaming it and switching the `CURRENT` pointer
-atomically. Readers look at the pointer at most once per `refresh_interval_s` (on search/exists) and switch
-to a fresh copy of the new version in a background thread, answering from the old one meanwhile: nobody
-waits for anybody. Crash safety follows: a killed writer never published its copy, so the store reopens at
-the last published version (every document in it complete up to its marker, in write order) and the next
-incremental run redoes what was lost.
+Serving while ingesting (blue/green: blue_green.py publishes and switches, versions.py keeps the folder): the
+engine lets one process open a folder, so every process works on a private copy of the published version. The one
+writer (a flock names it) edits its copy and publishes it as the next version — after `publish_idle_s` without
+writes, at most every `publish_max_delay_s` during long runs, and at close — by renaming it and switching the
+`CURRENT` pointer atomically. Readers look at the pointer at most once per `refresh_interval_s` (on
+search/exists) and switch to a fresh copy of the new version in a background thread, answering from the old one
+meanwhile: nobody waits for anybody. Crash safety follows: a killed writer never published its copy, so the store
+reopens at the last published version (every document in it complete up to its marker, in write order) and the
+next incremental run redoes what was lost.
 
 IDF: the engine applies Qdrant's IDF (`Modifier.Idf`, ln((N - n + 0.5) / (n + 0.5) + 1)) at query time.
 Sparse queries pass an explicit IDF corpus (every point with a sparse vector), which makes the engine count
 live points only — with the default (global) scope qdrant-edge, like a Qdrant server, keeps counting deleted
 points until their segment is vacuumed, while qdrant-client's local mode counts live points; the explicit
-corpus gives every view the same statistics (+0.15 ms per query at 13.5k chunks). Publishing also vacuums
-segments with deleted points, to reclaim their space.
+corpus gives every view the same statistics (+0.15 ms per query at 13.5k chunks). Publishing runs the optimizer:
+it vacuums a segment once 20% of its points are deleted and builds HNSW above INDEXING_THRESHOLD_KB.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ import json
 import shutil
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,10 +44,11 @@ from loguru import logger
 
 from llm_engineering.domain.chunks import Chunk, CleanedDocument
 from llm_engineering.domain.documents import normalize_full_name
-from llm_engineering.domain.errors import ConfigurationError, ServiceUnavailableError
+from llm_engineering.domain.errors import ConfigurationError
 from llm_engineering.domain.vectors import RRF_K, SparseVec
 
-from .versions import READERS, WORK, PrivateCopy, VersionedFolder
+from .blue_green import BlueGreenStore, OpenView
+from .versions import PrivateCopy
 
 if TYPE_CHECKING:
     from llm_engineering.settings import Settings
@@ -61,9 +61,28 @@ META_FILE = "meta.json"
 FORMAT = 1
 _SCROLL_PAGE = 1000
 _INDEXED_FIELDS = ("author_full_name", "document_id", "category")
-# Dense vectors up to this size (KB) are searched exactly (brute force in Rust: ~1 ms at 13.5k x 384); above
-# it the optimizer builds HNSW when a version is published. ~130k MiniLM chunks.
-INDEXING_THRESHOLD_KB = 200_000
+# Dense vectors up to this size (KB) are searched exactly (brute force in Rust: ~1 ms at 13.5k x 384, but 31 ms
+# p50 / 76 ms p95 at 100k on the loaded 2-core box: bench/results/scale_*.json); above it the optimizer builds
+# HNSW when a version is published (~2 ms a point there). ~33k MiniLM chunks.
+INDEXING_THRESHOLD_KB = 50_000
+# A segment is vacuumed (rewritten, and its HNSW rebuilt) once 20% of its points are deleted (Qdrant's default),
+# not on every deletion: an incremental run replaces a few documents' chunks, and rebuilding the indexed segment
+# for them costs the corpus. The IDF already counts live points only (the explicit corpus below).
+DELETED_THRESHOLD = 0.2
+VACUUM_MIN_VECTORS = 1000
+
+
+def _config(qe: Any, dense_size: int) -> Any:
+    return qe.EdgeConfig(
+        vectors={DENSE: qe.EdgeVectorParams(size=dense_size, distance=qe.Distance.Cosine)},
+        sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+        wal_enabled=False,  # durability = publishing a closed copy; a WAL would cost 32 MB per copy
+        optimizers=qe.EdgeOptimizersConfig(
+            deleted_threshold=DELETED_THRESHOLD,
+            vacuum_min_vector_number=VACUUM_MIN_VECTORS,
+            indexing_threshold=INDEXING_THRESHOLD_KB,
+        ),
+    )
 
 
 def _qe() -> Any:
@@ -81,12 +100,11 @@ def edge_store_path(settings: Settings) -> Path:
     return Path(getattr(settings, "qdrant_edge_path", None) or settings.data_dir / "qdrant-edge")
 
 
-class _OpenCopy:
+class _OpenCopy(OpenView):
     """One private copy opened by this process: the engine's shard (None before ensure_collections) + SQLite."""
 
     def __init__(self, copy: PrivateCopy, writer: bool) -> None:
-        self.copy = copy
-        self.writer = writer
+        super().__init__(copy, writer)
         self.meta: dict[str, Any] = {}
         self.shard: Any = None
         meta_path = copy.path / META_FILE
@@ -97,7 +115,9 @@ class _OpenCopy:
                     f"Vector store version {copy.version} has format {self.meta.get('format')}, this code reads "
                     f"format {FORMAT}: delete {copy.path.parents[1]} and re-run the feature pipeline."
                 )
-            self.shard = _qe().EdgeShard.load(str(copy.path / CHUNKS_DIR))
+            # The writer applies this code's optimizer settings to a store made by older code (stored on disk).
+            config = _config(_qe(), self.meta["dense_size"]) if writer else None
+            self.shard = _qe().EdgeShard.load(str(copy.path / CHUNKS_DIR), config)
         self.db = sqlite3.connect(copy.path / DOCUMENTS_DB, check_same_thread=False, isolation_level=None)
         # Durability comes from publishing (close + rename + pointer), not from per-document syncs.
         self.db.execute("PRAGMA synchronous=OFF")
@@ -105,10 +125,6 @@ class _OpenCopy:
             "CREATE TABLE IF NOT EXISTS documents (id TEXT PRIMARY KEY, category TEXT, author_full_name TEXT, "
             "marker TEXT, payload TEXT NOT NULL)"
         )
-
-    @property
-    def version(self) -> str | None:
-        return self.copy.version
 
     def close(self) -> None:
         if self.shard is not None:
@@ -125,195 +141,19 @@ def _open_copy(copy: PrivateCopy, writer: bool) -> _OpenCopy:
         raise
 
 
-class EdgeFeatureStore:
-    """Implements `ports.FeatureStore` on qdrant-edge-py; thread-safe (one lock around the engine)."""
+class EdgeFeatureStore(BlueGreenStore):
+    """Implements `ports.FeatureStore` on qdrant-edge-py; thread-safe (one lock around the engine). Publishing and
+    switching versions are `BlueGreenStore`'s; this class holds the storage operations."""
 
     backend = "qdrant-edge"
 
-    def __init__(
-        self,
-        path: Path | str,
-        *,
-        refresh_interval_s: float = 1.0,
-        publish_idle_s: float = 1.0,
-        publish_max_delay_s: float = 15.0,
-        grace_s: float = 60.0,
-    ) -> None:
-        self.path = Path(path)
-        self.refresh_interval_s = refresh_interval_s
-        self.publish_idle_s = publish_idle_s
-        self.publish_max_delay_s = publish_max_delay_s
-        self.folder = VersionedFolder(self.path, grace_s=grace_s)
-        self._lock = threading.RLock()
-        self._open: _OpenCopy | None = None
-        self._next_check = 0.0
-        self._switcher: threading.Thread | None = None
-        self._publisher: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._closed = False
-        self._dirty = False
-        self._first_dirty = 0.0
-        self._last_write = 0.0
-        self._last_publish = 0.0
-        self._publish_cost_s = 0.0
-        self._collected = False
-        self._failed: BaseException | None = None
-        self.last_published: str | None = None
+    def _open_view(self, copy: PrivateCopy, writer: bool) -> _OpenCopy:
+        return _open_copy(copy, writer)
 
-    # --- views -------------------------------------------------------------------------------------------
-    def _reader(self) -> _OpenCopy | None:
-        """The copy reads go to: the writer's work copy, else the published version (switched at most once a
-        `refresh_interval_s`). Call with the lock held."""
-        if self._closed:
-            raise RuntimeError(f"the vector store at {self.path} is closed")
-        if self.folder.is_writer:
-            return self._work()
-        now = time.monotonic()
-        if self._open is not None and now < self._next_check:
-            return self._open
-        self._next_check = now + self.refresh_interval_s
-        current = self.folder.current()
-        if current is None or (self._open is not None and self._open.version == current):
-            return self._open
-        if self._open is None:  # nothing to answer from yet: switch now
-            self._collect_once()
-            self._open = _open_copy(self.folder.checkout(READERS, current), writer=False)
-            logger.info("Vector store: opened version {} of {}", current, self.path)
-        elif self._switcher is None or not self._switcher.is_alive():
-            self._switcher = threading.Thread(
-                target=self._switch, args=(current,), name="vector-store-switch", daemon=True
-            )
-            self._switcher.start()
-        return self._open
-
-    def _switch(self, version: str) -> None:
-        """Copy and open the new version off the request path, then swap it in."""
-        started = time.perf_counter()
-        try:
-            fresh = _open_copy(self.folder.checkout(READERS, version), writer=False)
-        except Exception:  # noqa: BLE001 - keep serving the old version; the next poll retries
-            logger.exception("Vector store: could not open version {} of {}", version, self.path)
-            return
-        with self._lock:
-            if self._closed or self.folder.is_writer:
-                old = fresh
-            else:
-                old, self._open = self._open, fresh
-        if old is not None:
-            old.close()
-            old.copy.release()
-        logger.info(
-            "Vector store: switched to version {} of {} in {:.0f} ms",
-            version,
-            self.path,
-            (time.perf_counter() - started) * 1000,
-        )
-
-    def _work(self) -> _OpenCopy:
-        """The writer's private copy of the current version (taken on the first write). Lock held."""
-        if self._failed is not None:
-            raise ServiceUnavailableError(
-                f"Publishing the vector store at {self.path} failed ({self._failed}); the writes since the last "
-                "published version were dropped. Fix the cause (disk space, permissions) and re-run the feature "
-                "pipeline: it redoes every document without a published marker."
-            ) from self._failed
-        if self._open is not None and self._open.writer:
-            return self._open
-        self.folder.acquire_writer()  # raises, naming the other writer
-        if self._open is not None:  # a reader copy: the work copy replaces it
-            self._open.close()
-            self._open.copy.release()
-            self._open = None
-        self._collect_once()
-        self._open = _open_copy(self.folder.checkout(WORK, self.folder.current()), writer=True)
-        if self._publisher is None:
-            self._publisher = threading.Thread(target=self._publish_loop, name="vector-store-publish", daemon=True)
-            self._publisher.start()
-        return self._open
-
-    def _collect_once(self) -> None:
-        if not self._collected:
-            self._collected = True
-            self.folder.collect_garbage()
-
-    def _written(self) -> None:
-        now = time.monotonic()
-        if not self._dirty:
-            self._dirty = True
-            self._first_dirty = now
-        self._last_write = now
-
-    # --- publishing ----------------------------------------------------------------------------------------
-    def _publish_loop(self) -> None:
-        while not self._stop.wait(0.2):
-            with self._lock:
-                if not self._dirty or self._closed:
-                    continue
-                now = time.monotonic()
-                # Copying costs time proportional to the store: publish at most ~10% of the time.
-                if now - self._last_publish < 10 * self._publish_cost_s:
-                    continue
-                if now - self._last_write >= self.publish_idle_s or now - self._first_dirty >= self.publish_max_delay_s:
-                    try:
-                        self._publish_locked()
-                    except Exception:  # noqa: BLE001 - the next write or close retries
-                        logger.exception("Vector store: publishing {} failed", self.path)
-
-    def publish(self) -> str | None:
-        """Publish the writer's pending changes now (readers switch within `refresh_interval_s`)."""
-        with self._lock:
-            return self._publish_locked()
-
-    def _publish_locked(self) -> str | None:
-        if not self._dirty or self._open is None or not self._open.writer:
-            return None
-        started = time.perf_counter()
-        work = self._open
-        self._open = None
-        try:
-            if work.shard is not None:
-                work.shard.optimize()  # vacuum segments with deleted points (space; the IDF counts live points)
-                work.shard.flush()
-            work.close()
-            version = self.folder.publish(work.copy)
-        except BaseException as exc:
-            work.copy.release()  # never publish a half-closed copy; readers keep the last good version
-            self._dirty = False
-            self._failed = exc  # the next write says so, instead of silently continuing without these writes
-            raise
-        self._dirty = False
-        self._last_publish = time.monotonic()
-        self._publish_cost_s = time.perf_counter() - started
-        self.last_published = version
-        self.folder.collect_garbage()
-        cost_ms = self._publish_cost_s * 1000
-        logger.info("Vector store: published version {} of {} ({:.0f} ms)", version, self.path, cost_ms)
-        return version
-
-    def close(self) -> None:
-        """Publish pending writes, close the engine, remove private copies, release the writer lock."""
-        self._stop.set()
-        if self._publisher is not None:
-            self._publisher.join(timeout=30)
-        switcher = self._switcher
-        if switcher is not None:
-            switcher.join(timeout=60)
-        with self._lock:
-            if self._closed:
-                return
-            try:
-                self._publish_locked()
-            finally:
-                self._closed = True
-                if self._open is not None:
-                    self._open.close()
-                    self._open.copy.release()
-                    self._open = None
-                self.folder.release_writer()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
+    def _seal(self, view: _OpenCopy) -> None:
+        if view.shard is not None:
+            view.shard.optimize()  # vacuum (>= 20% deleted), HNSW above the threshold
+            view.shard.flush()
 
     # --- schema ----------------------------------------------------------------------------------------------
     def dense_size(self) -> int | None:
@@ -341,15 +181,7 @@ class EdgeFeatureStore:
                 shutil.rmtree(work.copy.path / CHUNKS_DIR)
                 work.db.execute("DELETE FROM documents")
                 recreated = True
-            config = qe.EdgeConfig(
-                vectors={DENSE: qe.EdgeVectorParams(size=dense_size, distance=qe.Distance.Cosine)},
-                sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
-                wal_enabled=False,  # durability = publishing a closed copy; a WAL would cost 32 MB per copy
-                optimizers=qe.EdgeOptimizersConfig(
-                    deleted_threshold=0.0, vacuum_min_vector_number=1, indexing_threshold=INDEXING_THRESHOLD_KB
-                ),
-            )
-            shard = qe.EdgeShard.create(str(work.copy.path / CHUNKS_DIR), config)
+            shard = qe.EdgeShard.create(str(work.copy.path / CHUNKS_DIR), _config(qe, dense_size))
             for field in _INDEXED_FIELDS:
                 shard.update(qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword))
             work.shard = shard

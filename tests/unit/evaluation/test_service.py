@@ -13,13 +13,8 @@ import pytest
 
 from llm_engineering.application.evaluation.config import parse_evaluation_config
 from llm_engineering.application.evaluation.report_html import write_report
-from llm_engineering.application.evaluation.results import ModelUnderTest
-from llm_engineering.application.evaluation.service import (
-    EvaluationDeps,
-    EvaluationService,
-    JudgeEndpoint,
-    plan_evaluation,
-)
+from llm_engineering.application.evaluation.results import JudgeEndpoint, ModelUnderTest
+from llm_engineering.application.evaluation.service import EvaluationDeps, EvaluationService, plan_evaluation
 from tests.fakes import (
     FakeScorer,
     ScriptedLLM,
