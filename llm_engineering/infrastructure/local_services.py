@@ -82,6 +82,11 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
+def process_alive(pid: int) -> bool:
+    """A live, non-zombie process (Linux /proc)."""
+    return _pid_alive(pid) and not _is_zombie(pid)
+
+
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes of a process group (Linux /proc)."""
     members = []

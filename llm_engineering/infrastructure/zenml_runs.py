@@ -19,6 +19,8 @@ from pathlib import Path
 
 from loguru import logger
 
+from llm_engineering.infrastructure.local_services import process_alive
+
 ACTIVE_STATUSES = ("initializing", "provisioning", "queued", "running")
 REASON = "its process ended without finishing it (killed?); marked failed at the next pipeline start"
 
@@ -30,20 +32,6 @@ def _records_dir() -> Path:
 
         root = get_global_config_directory()
     return Path(root) / "llm-twin-runs"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
 
 
 def live_pipeline_starts() -> list[float]:
@@ -58,7 +46,7 @@ def live_pipeline_starts() -> list[float]:
             continue
         if pid == os.getpid():
             continue
-        if _alive(pid):
+        if process_alive(pid):
             starts.append(started)
         else:
             record.unlink(missing_ok=True)
