@@ -151,6 +151,26 @@ class Settings(BaseSettings):
         default=300.0, description="How long to wait for a starting vLLM server to be ready (seconds)."
     )
     llm_server_extra_args: str = Field(default="", description="Extra vLLM CLI arguments, shell-quoted.")
+    # Which engine `poe run-llm-server` / `local-infrastructure-up` start (docs/inference.md, "Engines").
+    llm_engine: Literal["vllm", "llamacpp"] = Field(
+        default="vllm",
+        description="Local serving engine: vllm (vLLM, the served checkpoint) or llamacpp (llama.cpp's llama-server "
+        "on a GGUF of it, exported on first start). The default is the faster one on the reference CPU "
+        "(bench/results/engines_*.json).",
+    )
+    llama_cpp_dir: Path = Field(
+        default=PROJECT_ROOT / "build" / "llama-cpp",
+        description="llama.cpp built by tools/install_llama_cpp.sh: src/ (converter, gguf-py) and bin/ "
+        "(llama-server, llama-quantize).",
+    )
+    llm_gguf_file: Path | None = Field(
+        default=None,
+        description="GGUF file llama.cpp serves. Unset: the served model (LLM_MODEL_ID) exported once to "
+        "DATA_DIR/cache/gguf at LLM_GGUF_QUANTIZATION.",
+    )
+    llm_gguf_quantization: Literal["f16", "q8_0", "q4_k_m"] = Field(
+        default="q8_0", description="Quantization of the GGUF exported for llama.cpp when LLM_GGUF_FILE is unset."
+    )
     # Dataset generation (instructions) and judges may use another OpenAI-compatible endpoint; unset: the above.
     dataset_llm_base_url: str | None = Field(
         default=None, description="Endpoint that writes dataset instructions (unset: llm_base_url)."
