@@ -12,8 +12,10 @@ Everything runs on 127.0.0.1, on the CPU, offline, with packaged models.
     (back-translation: the author's extract is the answer) and prints the counts and a few samples;
  6. the `training` ZenML pipeline fine-tunes the twin (SFT, then DPO, LoRA on the CPU) and registers it;
  7. vLLM serves the registered twin (LLM_MODEL_ID=llm-twin), the RAG API answers the question over HTTP with its
-    sources and says which model version answered;
- 8. the `evaluating` ZenML pipeline compares the base model and the twin and writes the report;
+    sources and says which model version answered; the base model's answer to the same question (asked in step 5,
+    while the base was served) is shown beside it;
+ 8. the `evaluating` ZenML pipeline compares the base model and the twin (voice and answer metrics) and prints the
+    promotion gate's verdict with its deciding rule;
  then everything this command started is stopped. Each stage's elapsed time, the machine (CPU flags) and the
  headline numbers go to DATA_DIR/main_job.json; `--record-results` also writes bench/results/main_job.json,
  which README.md quotes (`poe docs-numbers`).
@@ -77,13 +79,15 @@ def _show_hits(result) -> None:
         click.echo(f"{hit.rank}. [{hit.score:.3f}] {hit.chunk.title}\n   {hit.chunk.link}\n   {snippet}")
 
 
-def _ask_over_http(url: str, question: str, timeout_s: float) -> None:
+def _ask_over_http(url: str, question: str, timeout_s: float, show: bool = True) -> dict:
     import httpx
 
     response = httpx.post(f"{url}/rag", json={"query": question}, timeout=timeout_s)
     if response.status_code != 200:
         raise click.ClickException(f"POST {url}/rag answered {response.status_code}: {response.text[:500]}")
     data = response.json()
+    if not show:
+        return data
     click.echo(f"Model: {data['model']}")
     click.echo(click.style("Answer: ", bold=True) + data["answer"].strip())
     click.echo("Sources:")
@@ -91,6 +95,35 @@ def _ask_over_http(url: str, question: str, timeout_s: float) -> None:
         click.echo(f"  [{source['number']}] {source['title']} ({source['author']}) {source['link']}")
     timings = ", ".join(f"{stage} {ms:.0f} ms" for stage, ms in data["timings_ms"].items())
     click.echo(f"Timings: {timings}")
+    for note in data.get("notes") or []:
+        click.echo(f"Note: {note}")
+    return data
+
+
+def _answer_facts(data: dict) -> dict:
+    """What main_job.json records of one /rag answer: the text, which model, and whether it is worth reading."""
+    from llm_engineering.application.rag.repetition import copies_header, degenerate
+
+    answer = data.get("answer", "")
+    notes = data.get("notes") or []
+    return {
+        "model": data.get("model"),
+        "answer": answer,
+        "degenerate": degenerate(answer) or any(n.startswith("repetition guard:") for n in notes),
+        "copied_header": copies_header(answer),
+        "cites_a_source": any(s.get("cited") for s in data.get("sources") or []),
+        "notes": notes,
+    }
+
+
+def _show_side_by_side(question: str, answers: dict[str, dict]) -> None:
+    """The base model's and the twin's answer to the same question, one after the other, with their flags."""
+    click.echo(click.style(f"\nThe same question to both models: {question!r}", bold=True))
+    for label, facts in answers.items():
+        flags = [name for name in ("degenerate", "copied_header") if facts.get(name)]
+        flags.append("cites a source" if facts.get("cites_a_source") else "no citation")
+        click.echo(click.style(f"{label} ({facts.get('model')}): ", bold=True) + (facts.get("answer") or "").strip())
+        click.echo(f"   [{', '.join(flags)}]")
 
 
 STAGES = ("features", "datasets", "training", "answer", "evaluation")
@@ -247,8 +280,11 @@ def main(
         watch.step(5, STAGE_KEYS[4], "Datasets from the author's own writing (ZenML generate_datasets)")
         dataset_report = _generate_datasets(settings, datasets_config)
         facts["datasets"] = dataset_report.model_dump(
-            include={"extracts", "instruct", "preference", "with_context_samples", "grounding", "wall_s"}
+            include={"extracts", "instruct", "preference", "with_context_samples", "kinds", "grounding", "wall_s"}
         )
+        # The base model answers the sample question now, while it is served, to compare with the twin later.
+        answers: dict[str, dict] = {"base": _answer_facts(_answer_over_http(settings, question, show=False))}
+        facts["answers"] = answers
         if last < STAGES.index("training"):
             facts["finished"] = True
             return
@@ -267,7 +303,8 @@ def main(
         twin_settings = settings.model_copy(update={"llm_model_id": twin.name})
         if start_llm_server(twin_settings):
             llm_settings.append(twin_settings)
-        _answer_over_http(twin_settings, question)
+        answers["twin"] = _answer_facts(_answer_over_http(twin_settings, question))
+        _show_side_by_side(question, answers)
         if last < STAGES.index("evaluation"):
             facts["finished"] = True
             return
@@ -320,7 +357,7 @@ def _train(settings, config_path: Path, dataset_dir: Path):
     return report
 
 
-def _answer_over_http(settings, question: str) -> None:
+def _answer_over_http(settings, question: str, show: bool = True) -> dict:
     from llm_engineering.infrastructure.api.app import create_app
     from llm_engineering.infrastructure.local_services import find_free_port, port_is_open
     from llm_engineering.wiring import get_container
@@ -329,8 +366,9 @@ def _answer_over_http(settings, question: str) -> None:
     if port_is_open(settings.inference_host, port):
         port = find_free_port(settings.inference_host)
     with _InProcessAPI(create_app(settings, services=get_container(settings)), settings.inference_host, port) as api:
-        click.echo(f"POST {api.url}/rag")
-        _ask_over_http(api.url, question, settings.inference_request_timeout_s + 30)
+        if show:
+            click.echo(f"POST {api.url}/rag")
+        return _ask_over_http(api.url, question, settings.inference_request_timeout_s + 30, show=show)
 
 
 def _evaluate(settings, config_path: Path, dataset_dir: Path) -> dict:
@@ -339,13 +377,38 @@ def _evaluate(settings, config_path: Path, dataset_dir: Path) -> dict:
     from tools.evaluate import run
 
     report = run(settings, load_evaluation_config(config_path), None, str(dataset_dir), None, None)
-    keys = ["voice.perplexity", "voice.dpo_reward_accuracy", "style.distance", "rag.rouge_l", "rag.citation_valid_rate"]
+    keys = [
+        "voice.perplexity",
+        "voice.dpo_reward_accuracy",
+        "style.distance",
+        "answer.degenerate_rate",
+        "answer.copied_header_rate",
+        "answer.empty_rate",
+        "answer.fact_recall",
+        "answer.cited_rate",
+        "answer.supported_rate",
+        "rag.rouge_l",
+        "rag.citation_valid_rate",
+    ]
+    keys = [k for k in keys if any(report.summary[m].get(k) is not None for m in report.summary)]
     click.echo(text_table(report, keys=keys, models=["base", "twin"]))
-    if report.promotion:
-        click.echo(f"promotion: {report.promotion.reason}")
+    qa = report.qa
+    click.echo(f"answered: {qa.get('answered')} of {qa.get('with_reference')} QA questions with a reference answer")
+    promotion = report.promotion
+    if promotion:
+        verdict = "PROMOTED to production" if promotion.promote else "NOT promoted"
+        click.echo(click.style(f"Gate: {promotion.candidate} {verdict}", bold=True)
+                   + f" — deciding rule: {promotion.deciding_rule or promotion.metric}")  # fmt: skip
+        click.echo(f"   {promotion.reason}")
     click.echo(f"report: {Path(report.output_dir) / 'report.html'}")
     summary = {model: {key: report.summary[model].get(key) for key in keys} for model in report.summary}
-    return {"summary": summary, "promoted": bool(report.promotion and report.promotion.promote)}
+    return {
+        "summary": summary,
+        "promoted": bool(promotion and promotion.promote),
+        "deciding_rule": promotion.deciding_rule if promotion else None,
+        "gate_reason": promotion.reason if promotion else None,
+        "answered": report.qa.get("answered"),
+    }
 
 
 if __name__ == "__main__":

