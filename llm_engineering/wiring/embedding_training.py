@@ -15,6 +15,7 @@ import json
 import platform
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,10 +80,22 @@ re-embeds the collection (a new store version; the service switches when it is c
 
 
 def train_embedder(
-    config: EmbeddingTrainingConfig, dataset: str | Path | None = None, settings: Settings | None = None
+    config: EmbeddingTrainingConfig,
+    dataset: str | Path | None = None,
+    settings: Settings | None = None,
+    encoder_factory: Callable[[str, str], Any] | None = None,
 ) -> tuple[EmbedderRunReport, RegisteredVersion | None]:
-    """The whole run in this process (tools, the ZenML step, the main job, benches). See the module doc."""
+    """The whole run in this process (tools, the ZenML step, the main job, benches). See the module doc.
+
+    `encoder_factory(model_id, path)` builds the encoders that measure the base and the trained model (default: an
+    `EmbeddingModel`; the bench passes one that caches vectors, so the re-embed that follows reuses them)."""
     settings = settings or get_settings()
+
+    def encoder(model_id: str, path: str) -> Any:
+        if encoder_factory is not None:
+            return encoder_factory(model_id, path)
+        return EmbeddingModel(model_id, settings.embedding_device, settings.embedding_batch_size, path=path)
+
     container = get_container(settings)
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -119,7 +132,7 @@ def train_embedder(
         return report, None
 
     started = time.perf_counter()
-    base = EmbeddingModel(base_id, settings.embedding_device, settings.embedding_batch_size, path=base_path)
+    base = encoder(base_id, base_path)
     report.before = evaluate_examples(base.encode, test_examples, passages, k=config.eval.k)
     timings["evaluate_before"] = time.perf_counter() - started
     if config.eval.metric not in report.before:
@@ -139,7 +152,7 @@ def train_embedder(
     report.training = training
 
     started = time.perf_counter()
-    tuned = EmbeddingModel(f"{config.output.name}-candidate", settings.embedding_device, path=str(model_dir))
+    tuned = encoder(f"{config.output.name}-candidate", str(model_dir))
     report.after = evaluate_examples(tuned.encode, test_examples, passages, k=config.eval.k)
     timings["evaluate_after"] = time.perf_counter() - started
     report.timings_s = {k: round(v, 1) for k, v in timings.items()}

@@ -150,7 +150,7 @@ def fine_tune(
         max_steps=config.train.max_steps,
         per_device_train_batch_size=config.train.batch_size,
         learning_rate=config.train.learning_rate,
-        warmup_ratio=config.train.warmup_ratio,
+        warmup_steps=config.train.warmup_ratio,  # a float below 1 is a ratio of the steps (transformers 5)
         weight_decay=config.train.weight_decay,
         batch_sampler=BatchSamplers.NO_DUPLICATES,  # a duplicate passage in a batch would be a false negative
         seed=config.seed,
