@@ -167,7 +167,12 @@ def main() -> None:
     if args.emulate_avx2:
         os.environ.update(AVX2_ENV)  # inherited by the vLLM server we start, and by torch below
     load_at_start = round(os.getloadavg()[0], 2)  # the box may be shared: record how busy it was
-    from llm_engineering.infrastructure.ml.inference_engine import cpu_profile, engine_tuning, start_llm_server, stop_llm_server
+    from llm_engineering.infrastructure.ml.inference_engine import (
+        cpu_profile,
+        engine_tuning,
+        start_llm_server,
+        stop_llm_server,
+    )
     from llm_engineering.infrastructure.ml.prepare import prepare_packaged_model, resolve_model
     from llm_engineering.settings import get_settings
 

@@ -135,9 +135,9 @@ def build_random_model(shape: str, folder: Path) -> int:
 def run_shape(shape: str, steps: int, scratch: Path) -> dict:
     import torch
 
+    from llm_engineering.application.datasets.reader import load_training_data
     from llm_engineering.infrastructure.ml.training.backends import select_backend
     from llm_engineering.infrastructure.ml.training.config import parse_training_config
-    from llm_engineering.application.datasets.reader import load_training_data
     from llm_engineering.infrastructure.ml.training.dpo import run_dpo
     from llm_engineering.infrastructure.ml.training.merge import merge_adapter
     from llm_engineering.infrastructure.ml.training.sft import run_sft

@@ -19,8 +19,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, packaged_model_dir: Path) -> Iterator[tuple]:
     """One short run for the whole module: 8 training samples, SFT 12 steps (3 epochs), DPO 6 steps."""
-    from llm_engineering.wiring.training import train_twin
     from llm_engineering.settings import Settings, get_settings
+    from llm_engineering.wiring.training import train_twin
 
     root = tmp_path_factory.mktemp("trained")
     data_dir = root / "data"
@@ -144,8 +144,8 @@ def test_run_dir_keeps_checkpoints_only_when_asked(trained) -> None:
 
 
 def test_same_data_and_config_give_the_same_losses(trained, tmp_path: Path) -> None:
-    from llm_engineering.infrastructure.ml.training.backends import select_backend
     from llm_engineering.application.datasets.reader import load_training_data
+    from llm_engineering.infrastructure.ml.training.backends import select_backend
     from llm_engineering.infrastructure.ml.training.sft import run_sft
 
     report, _, dataset = trained
