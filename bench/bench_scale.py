@@ -373,6 +373,17 @@ def measure_vector_search(work: Path, size: int, backend: str, repeats: int) -> 
 
 
 # ---------------------------------------------------------------------------------------------- warehouse
+SERVER_PIDS: dict[str, int] = {}
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) of this process, or of another one from /proc (the warehouse server)."""
+    if pid is None:
+        return time.process_time()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def nx_server(folder: Path) -> Iterator[str]:
     with socket.socket() as sock:
@@ -395,6 +406,7 @@ def nx_server(folder: Path) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+        SERVER_PIDS[f"mongodb://127.0.0.1:{port}"] = server.pid
         yield f"mongodb://127.0.0.1:{port}"
     finally:
         server.terminate()
@@ -546,7 +558,7 @@ def measure_features(work: Path, size: int, changed_fraction: float, source: str
     origin = Path(source) if source else work / "warehouse-100k"
     if not origin.exists():
         raise SystemExit(f"{origin} is missing (run the warehouse part to 100k documents first)")
-    folder = work / f"features-{size}-run"
+    folder = work / f"features-{size}-run-{os.getpid()}"
     shutil.rmtree(folder, ignore_errors=True)
     shutil.copytree(origin, folder)
     corpus = Corpus(work)
@@ -561,7 +573,7 @@ def measure_features(work: Path, size: int, changed_fraction: float, source: str
         def run(label: str) -> None:
             store = EdgeFeatureStore(folder / "edge")
             service = FeatureEngineering(warehouse, store, embedder, show_progress=False)
-            t0 = time.perf_counter()
+            t0, cpu0, nx0 = time.perf_counter(), cpu_seconds(), cpu_seconds(SERVER_PIDS[uri])
             report = service.run(None)
             run_s = time.perf_counter() - t0
             t1 = time.perf_counter()
@@ -569,6 +581,9 @@ def measure_features(work: Path, size: int, changed_fraction: float, source: str
             publish_s = time.perf_counter() - t1
             runs[label] = {
                 "seconds": round(run_s + publish_s, 2),
+                # CPU seconds: the wall time on a box shared at load 10-30 says more about the neighbours
+                "cpu_s": round(cpu_seconds() - cpu0, 2),
+                "warehouse_server_cpu_s": round(cpu_seconds(SERVER_PIDS[uri]) - nx0, 2),
                 "run_s": round(run_s, 2),
                 "publish_s": round(publish_s, 2),
                 "new": report.new,
@@ -613,7 +628,7 @@ def summarize(measures: dict) -> dict:
         for size in SIZES:
             ins, srch = measures.get(f"vector/{backend}/{size}/insert"), measures.get(f"vector/{backend}/{size}/search")
             row = {}
-            if ins and "error" not in ins:
+            if ins and "insert_chunks_per_s" in ins:
                 row |= {k: ins[k] for k in ("insert_chunks_per_s", "publish_s", "disk_mib")}
             if srch and "search" in srch:
                 row |= {"open_s": srch["open_s"], "reader_peak_rss_mib": srch["reader_rss_mib"]["VmHWM"]}
@@ -664,13 +679,22 @@ def summarize(measures: dict) -> dict:
         if key.startswith("features/") and "runs" in value:
             runs = value["runs"]
             changed = next(r for r in runs if r.startswith("changed_"))
-            out["features"][key.rsplit("/", 1)[-1]] = {
+            out["features"][key.split("/", 2)[-1].replace("/", "-")] = {
                 "full_s": runs.get("full", {}).get("seconds"),
                 "nothing_changed_s": runs["nothing_changed"]["seconds"],
                 "changed_s": runs[changed]["seconds"],
+                "changed_publish_s": runs[changed]["publish_s"],
+                "nothing_changed_cpu_s": runs["nothing_changed"].get("cpu_s"),
+                "changed_cpu_s": runs[changed].get("cpu_s"),
+                "changed_warehouse_server_cpu_s": runs[changed].get("warehouse_server_cpu_s"),
                 "changed_documents": value["changed_documents"],
                 "label": value.get("label", ""),
             }
+    full = (out["features"].get("before") or {}).get("full_s")
+    for entry in out["features"].values():
+        if full:  # the issue's goal: 2% of the full run plus the fixed start-up (the nothing-changed run)
+            entry["goal_s"] = round(0.02 * full + entry["nothing_changed_s"], 1)
+            entry["meets_goal"] = entry["changed_s"] <= entry["goal_s"]
     return out
 
 
@@ -705,8 +729,11 @@ def plot(results: dict, path: Path) -> None:
             xs, ys = series(f"vector/{backend}", "search", lambda v, m=mode: v["search"][m]["p95_ms"])
             if xs:
                 ax.plot(xs, ys, style, marker="o", label=f"{backend} {mode}")
+    xs, ys = series("vector/edge", "search", lambda v: v["search"]["hybrid+author"]["p50_ms"])
+    if xs:
+        ax.plot(xs, ys, "--", color="black", marker="x", label="edge hybrid+author p50")
     ax.axhline(50, color="grey", lw=0.8, ls="--")
-    ax.set(title="search p95 (ms, store call)", xscale="log", yscale="log", xlabel="chunks")
+    ax.set(title="search p95 (ms, store call; load 7-29)", xscale="log", yscale="log", xlabel="chunks")
     ax.legend(fontsize=7)
     ax = axes[0][1]
     for backend in ("edge", "local"):
@@ -752,13 +779,17 @@ def plot(results: dict, path: Path) -> None:
     ax.legend(fontsize=7)
     ax = axes[1][2]
     feats = sorted((k, v) for k, v in measures.items() if k.startswith("features/") and "runs" in v)
+    labels = ["full", "nothing_changed", "changed_1%"]
     for n, (key, value) in enumerate(feats):
-        labels = list(value["runs"])
-        seconds = [value["runs"][r]["seconds"] for r in labels]
+        xs = [i for i, r in enumerate(labels) if r in value["runs"]]
+        seconds = [value["runs"][labels[i]]["seconds"] for i in xs]
         offset = (n - (len(feats) - 1) / 2) * 0.35
-        bars = ax.bar([i + offset for i in range(len(labels))], seconds, width=0.35, label=value.get("label", key))
-        ax.bar_label(bars, fmt="%.1f", fontsize=7)
-        ax.set_xticks(range(len(labels)), labels, fontsize=8)
+        name = key.rsplit("/", 1)[-1]
+        bars = ax.bar([i + offset for i in xs], seconds, width=0.35, label=name)
+        ax.bar_label(bars, fmt="%.0f", fontsize=7)
+        if "target_s" in value:
+            ax.axhline(value["target_s"], color="grey", lw=0.8, ls="--", label="goal for the 1% run")
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set(title="feature pipeline at 100k documents (s)", yscale="log")
     if feats:
         ax.legend(fontsize=7)
