@@ -4,6 +4,7 @@ warehouse that cannot be reached gives an actionable error instead of a tracebac
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,10 @@ def test_warehouse_server_outlives_the_command_that_started_it(tmp_path):
         assert port_is_open("127.0.0.1", port)  # still serving after `up` returned
 
         status = _tool(env, "tools.local_infra", "status")
-        assert f"warehouse (MongoDB wire): running on 127.0.0.1:{port}" in status.stdout
+        assert re.search(
+            rf"warehouse \(MongoDB wire\): running \(pid \d+, process group \d+\) on 127\.0\.0\.1:{port}\b",
+            status.stdout,
+        ), status.stdout
         assert "LLM (vLLM): stopped" in status.stdout
 
         imported = _tool(env, "tools.data_warehouse", "import", "--data-dir", str(PROJECT_ROOT / "data" / "sample"))
@@ -47,6 +51,6 @@ def test_unreachable_warehouse_is_a_clear_error(tmp_path):
            "MONGODB_EMBEDDED": "false", "MONGODB_TIMEOUT_MS": "500"}  # fmt: skip
     result = _tool(env, "tools.data_warehouse", "export", "--data-dir", str(tmp_path / "out"))
     assert result.returncode != 0
-    assert "Cannot reach the data warehouse at MONGODB_URI=" in result.stderr
+    assert result.stderr.startswith("Error: cannot reach the data warehouse at MONGODB_URI=")
     assert "poe local-infrastructure-up" in result.stderr
     assert "Traceback" not in result.stderr
