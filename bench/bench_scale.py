@@ -44,7 +44,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -53,7 +52,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from common import cpu_slug, latency_summary, machine
+from common import cpu_slug, latency_summary, machine, nx_warehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 # SCALE_CODE_ROOT: measure the project code of another checkout (e.g. a `git worktree` of the commit before a fix).
@@ -386,31 +385,9 @@ def cpu_seconds(pid: int | None = None) -> float:
 
 @contextmanager
 def nx_server(folder: Path) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    binary = shutil.which("nx-27017", path=str(Path(sys.executable).parent)) or "nx-27017"
-    folder.mkdir(parents=True, exist_ok=True)
-    server = subprocess.Popen(
-        [binary, "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(folder / "mongo"),
-         "--log-file", str(folder / "nx.log"), "--pid-file", str(folder / "nx.pid")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        SERVER_PIDS[f"mongodb://127.0.0.1:{port}"] = server.pid
-        yield f"mongodb://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with nx_warehouse(folder) as (uri, server):
+        SERVER_PIDS[uri] = server.pid
+        yield uri
 
 
 def warehouse_for(uri: str):

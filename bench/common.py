@@ -147,3 +147,38 @@ def serve_directory(directory: Path | str, *, flat: bool = False):
     """`serve` a folder's files (``flat``: any ``/<folder>/<file>`` URL maps to ``<file>``)."""
     handler = type("FolderHandler", (QuietFileHandler,), {"flat": flat})
     return serve(functools.partial(handler, directory=str(directory)))
+
+
+@contextmanager
+def nx_warehouse(folder: Path, startup_timeout_s: float = 60.0) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A fresh nx-27017 (MongoDB wire protocol over SQLite) on a free loopback port, its data under `folder`:
+    yields (its mongodb:// URI, the server process) and stops it on exit."""
+    import shutil
+    import socket
+    import sys
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    binary = shutil.which("nx-27017", path=str(Path(sys.executable).parent)) or "nx-27017"
+    folder.mkdir(parents=True, exist_ok=True)
+    server = subprocess.Popen(
+        [binary, "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(folder / "mongo"),
+         "--log-file", str(folder / "nx.log"), "--pid-file", str(folder / "nx.pid")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + startup_timeout_s
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield f"mongodb://127.0.0.1:{port}", server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

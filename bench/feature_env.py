@@ -7,11 +7,8 @@ import json
 import os
 import random
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -59,41 +56,21 @@ def bench_settings(keep: Path | None = None) -> Iterator:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     folder = Path(tempfile.mkdtemp(prefix="llm-twin-bench-")) if keep is None else keep
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    binary = shutil.which("nx-27017", path=str(Path(sys.executable).parent)) or "nx-27017"
-    server = subprocess.Popen(
-        [binary, "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(folder / "mongo"),
-         "--log-file", str(folder / "nx.log"), "--pid-file", str(folder / "nx.pid")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while True:
+        with common.nx_warehouse(folder, startup_timeout_s=30) as (uri, _server):
+            os.environ.update(
+                DATA_DIR=str(folder / "data"), MONGODB_URI=uri, MONGODB_EMBEDDED="false", MONGODB_DATABASE="bench"
+            )
+            from llm_engineering.settings import Settings, get_settings
+
+            get_settings.cache_clear()
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        os.environ.update(
-            DATA_DIR=str(folder / "data"),
-            MONGODB_URI=f"mongodb://127.0.0.1:{port}",
-            MONGODB_EMBEDDED="false",
-            MONGODB_DATABASE="bench",
-        )
-        from llm_engineering.settings import Settings, get_settings
+                yield Settings()
+            finally:
+                from llm_engineering.infrastructure.qdrant import close_qdrant_clients
 
-        get_settings.cache_clear()
-        yield Settings()
+                close_qdrant_clients()  # publishes pending embedded-store writes, releases folder locks
     finally:
-        from llm_engineering.infrastructure.qdrant import close_qdrant_clients
-
-        close_qdrant_clients()  # publishes pending embedded-store writes, releases folder locks
-        server.terminate()
-        server.wait(timeout=10)
         if keep is None:
             shutil.rmtree(folder, ignore_errors=True)
 
