@@ -7,7 +7,11 @@ from pathlib import Path
 import pytest
 
 from llm_engineering.domain.errors import ConfigurationError
-from llm_engineering.infrastructure.ml.training.config import TrainingConfig, load_training_config, parse_training_config
+from llm_engineering.infrastructure.ml.training.config import (
+    TrainingConfig,
+    load_training_config,
+    parse_training_config,
+)
 from llm_engineering.settings import PROJECT_ROOT
 
 

@@ -18,9 +18,9 @@ def sft_trainer_and_tokenizer(packaged_model_dir: Path, tmp_path_factory: pytest
     from transformers import LlamaConfig, LlamaForCausalLM
     from trl import SFTConfig, SFTTrainer
 
+    from llm_engineering.application.datasets.reader import load_training_data
     from llm_engineering.infrastructure.ml.training.backends import checkpointing_field
     from llm_engineering.infrastructure.ml.training.common import load_twin_tokenizer, to_dataset
-    from llm_engineering.application.datasets.reader import load_training_data
     from tests.integration.training.helpers import TINY_DATASET
 
     tokenizer = load_twin_tokenizer(str(packaged_model_dir))
