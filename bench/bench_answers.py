@@ -26,14 +26,10 @@ from feature_env import bench_settings, machine
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from llm_engineering.application.evaluation.answer_quality import ANSWER_KEYS  # noqa: E402
+
 KEYS = (
-    "answer.degenerate_rate",
-    "answer.served_degenerate_rate",
-    "answer.copied_header_rate",
-    "answer.empty_rate",
-    "answer.fact_recall",
-    "answer.cited_rate",
-    "answer.supported_rate",
+    *ANSWER_KEYS,
     "rag.citation_valid_rate",
     "rag.rouge_l",
 )

@@ -33,8 +33,7 @@ from bench_retrieval_ablation import (
     CachedEmbedder,
     ClientVariant,
     chunk_rrf,
-    rounded,
-    split_metrics,
+    retrieval_summary,
 )
 from feature_env import ROOT, SAMPLE, bench_settings, machine
 
@@ -73,18 +72,9 @@ def cached_encoder(settings: Any) -> Any:
 
 
 def evaluate(container: Any, retriever: Any, items: list, k: int, modes: tuple[str, ...]) -> dict[str, Any]:
-    from llm_engineering.application.evaluation.retrieval import evaluate_retrieval
-    from llm_engineering.application.rag.search import SearchService
-
-    started = time.perf_counter()
-    evaluation = evaluate_retrieval(SearchService(retriever, container.authors), items, k=k, modes=modes)
-    return {
-        "overall": rounded(evaluation.overall),
-        "per_kind": rounded(evaluation.per_kind),
-        "halves": rounded(split_metrics(evaluation.rows, k)),
-        "author_filter": rounded(evaluation.author_filter),
-        "seconds": round(time.perf_counter() - started, 1),
-    }
+    result = retrieval_summary(container, retriever, items, k, modes)
+    result.pop("_evaluation")
+    return result
 
 
 FUSION_VARIANTS = {

@@ -287,10 +287,8 @@ def query_likelihood_reranker(settings: Any) -> Any:
 
 
 def evaluate_variant(variant: dict, container: Any, encoder: Any, items: list, k: int) -> dict[str, Any]:
-    from llm_engineering.application.evaluation.retrieval import evaluate_retrieval
     from llm_engineering.application.preprocessing import sparse
     from llm_engineering.application.rag.retriever import HybridRetriever
-    from llm_engineering.application.rag.search import SearchService
 
     reranker = None
     if variant["kind"] == "store":
@@ -304,15 +302,26 @@ def evaluate_variant(variant: dict, container: Any, encoder: Any, items: list, k
                 return [t for t in sparse.terms(text) if t not in EXTRA_QUERY_STOPWORDS]
 
         retriever = ClientVariant(container.feature_store, encoder, variant["rank"], query_terms=query_terms)
+    result = retrieval_summary(container, retriever, items, k, variant["modes"])
+    if reranker:
+        result["reranker"] = {"model": reranker.model_id, "dtype": reranker.scorer.dtype_name}
+    return result
+
+
+def retrieval_summary(container: Any, retriever: Any, items: list, k: int, modes: Any) -> dict[str, Any]:
+    """hit@k / MRR overall, per kind, per half and with the author filter, and how long it took (+ the raw
+    evaluation under `_evaluation`)."""
+    from llm_engineering.application.evaluation.retrieval import evaluate_retrieval
+    from llm_engineering.application.rag.search import SearchService
+
     started = time.perf_counter()
-    evaluation = evaluate_retrieval(SearchService(retriever, container.authors), items, k=k, modes=variant["modes"])
+    evaluation = evaluate_retrieval(SearchService(retriever, container.authors), items, k=k, modes=modes)
     return {
         "overall": rounded(evaluation.overall),
         "per_kind": rounded(evaluation.per_kind),
         "halves": rounded(split_metrics(evaluation.rows, k)),
         "author_filter": rounded(evaluation.author_filter),
         "seconds": round(time.perf_counter() - started, 1),
-        **({"reranker": {"model": reranker.model_id, "dtype": reranker.scorer.dtype_name}} if reranker else {}),
         "_evaluation": evaluation,
     }
 

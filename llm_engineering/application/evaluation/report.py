@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from llm_engineering.application.evaluation.answer_quality import side_by_side
+from llm_engineering.application.evaluation.answer_quality import ANSWER_KEYS, side_by_side
 from llm_engineering.application.evaluation.results import (
     GenerationResult,
     JudgePhase,
@@ -38,13 +38,7 @@ HEADLINE = (
     "judge.style",
     "judge.win_rate_vs_author",
     "judge.agreement",
-    "answer.degenerate_rate",
-    "answer.served_degenerate_rate",
-    "answer.copied_header_rate",
-    "answer.empty_rate",
-    "answer.fact_recall",
-    "answer.cited_rate",
-    "answer.supported_rate",
+    *ANSWER_KEYS,
     "rag.faithfulness",
     "rag.answer_relevancy",
     "rag.context_precision",
