@@ -127,7 +127,7 @@ def test_killing_the_group_leader_takes_the_server_with_it(tmp_path):
     assert service.start()
     _wait_marked(service.marker, 3)
     _kill9(service.managed_pid())  # the leader (log filter): the server gets SIGTERM (PR_SET_PDEATHSIG)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # generous: CI boxes can be loaded
     while len(_marked(service.marker)) > 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(_marked(service.marker)) == 1 and not service.is_running()  # only the SIGTERM-deaf worker
