@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llm_engineering.application.config_files import read_yaml_file
 from llm_engineering.domain.errors import ConfigurationError
 
 RAGAS_LLM_METRICS = ("faithfulness", "answer_relevancy", "context_precision", "context_recall")
@@ -137,11 +137,6 @@ def parse_evaluation_config(data: dict[str, Any] | None, source: str = "evaluati
 
 
 def load_evaluation_config(path: str | Path) -> EvaluationConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigurationError(f"evaluation config not found: {path} (see configs/evaluating.yaml)")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{path} is not valid YAML: {exc}") from exc
-    return parse_evaluation_config(data, source=str(path))
+    return parse_evaluation_config(
+        read_yaml_file(path, "evaluation config", "configs/evaluating.yaml"), source=str(path)
+    )

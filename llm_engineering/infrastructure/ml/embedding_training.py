@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llm_engineering.application.config_files import read_yaml_file
 from llm_engineering.domain.errors import ConfigurationError
 from llm_engineering.infrastructure.ml.training.config import _format_errors
 
@@ -99,14 +99,9 @@ def parse_embedding_training_config(
 
 
 def load_embedding_training_config(path: str | Path) -> EmbeddingTrainingConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigurationError(f"embedding training config not found: {path} (see configs/embedding_training.yaml)")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{path} is not valid YAML: {exc}") from exc
-    return parse_embedding_training_config(data, source=str(path))
+    return parse_embedding_training_config(
+        read_yaml_file(path, "embedding training config", "configs/embedding_training.yaml"), source=str(path)
+    )
 
 
 def _columns(examples: list[Any], negatives: int) -> dict[str, list[str]]:

@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from llm_engineering.application.config_files import read_yaml_file
 from llm_engineering.domain.errors import ConfigurationError
 from llm_engineering.domain.generation import GenerationDefaults
 
@@ -185,11 +185,4 @@ def parse_training_config(data: dict[str, Any] | None, source: str = "training c
 
 def load_training_config(path: str | Path) -> TrainingConfig:
     """Read and validate a training YAML config."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigurationError(f"training config not found: {path} (see configs/training.yaml)")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{path} is not valid YAML: {exc}") from exc
-    return parse_training_config(data, source=str(path))
+    return parse_training_config(read_yaml_file(path, "training config", "configs/training.yaml"), source=str(path))
