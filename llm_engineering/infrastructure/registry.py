@@ -5,6 +5,7 @@ Layout (`models_dir` = `DATA_DIR/models`):
     models/llm-twin/
       latest                  text file naming the newest version ("v0003"), replaced atomically
       production              (optional) the version promoted by evaluation, same format
+      history.jsonl           audit trail: one line per promotion or rollback (who, what, when, why, metrics)
       v0003/                  the twin: a standalone HF checkpoint (DPO merged; SFT merged if DPO was off)
         config.json  model.safetensors  tokenizer*  chat_template.jinja  generation_config.json
         README.md             model card: base model, dataset version + hash, hyperparameters, metrics
@@ -42,6 +43,7 @@ SFT_SUFFIX = "-sft"
 SFT_DIRNAME = "sft"
 TRAINING_DIRNAME = "training"
 MANIFEST_NAME = "manifest.json"
+HISTORY_NAME = "history.jsonl"
 LATEST_POINTER = "latest"
 STAGE_POINTERS = ("latest", "production", "staging")
 _SPEC = re.compile(r"^(?P<name>[a-z0-9][a-z0-9._-]*)(?::(?P<version>[A-Za-z0-9._-]+))?$")
@@ -96,9 +98,62 @@ def write_pointer(models_dir: Path, name: str, version: str, pointer: str = LATE
     store.set_alias(pointer, version)
 
 
-def promote(models_dir: Path, version: str, name: str = DEFAULT_MODEL_NAME, stage: str = "production") -> None:
-    """Mark `version` as `stage` (evaluation promotes a twin that beats production)."""
+def promote(
+    models_dir: Path,
+    version: str,
+    name: str = DEFAULT_MODEL_NAME,
+    stage: str = "production",
+    *,
+    action: str = "promote",
+    actor: str = "",
+    reason: str = "",
+    metrics: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Mark `version` as `stage` (evaluation promotes a twin that beats production; a rollback points production back
+    at an earlier version) and append the change to the registry's audit trail (`history.jsonl`). Returns the
+    audit record."""
+    previous = read_pointer(models_dir, name, stage)
     write_pointer(models_dir, name, version, stage)
+    record = {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "action": action,
+        "model": name,
+        "stage": stage,
+        "version": version,
+        "previous": previous,
+        "actor": actor or _default_actor(),
+        "reason": reason,
+        "metrics": metrics or {},
+    }
+    history = registry_dir(models_dir, name) / HISTORY_NAME
+    # One line per change, appended with a single write: readers never see half a record.
+    with history.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, default=str) + "\n")
+    return record
+
+
+def promotion_history(models_dir: Path, name: str = DEFAULT_MODEL_NAME) -> list[dict[str, Any]]:
+    """Every promotion and rollback of `name`, oldest first (a torn last line from a killed writer is skipped)."""
+    history = registry_dir(models_dir, name) / HISTORY_NAME
+    if not history.is_file():
+        return []
+    records = []
+    for line in history.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def _default_actor() -> str:
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{os.uname().nodename}"
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -288,7 +288,22 @@ def apply_promotion(settings: Settings, decision: PromotionDecision, registry_na
         decision.reason += f"; {name} is an SFT stage, not a registry version: not promoted"
         decision.promote = False
         return decision
-    promote(settings.models_dir, decision.candidate_version, name=name)
+    metrics = {
+        f"{rule.get('rule')} vs {rule.get('baseline')}": {
+            "candidate": rule.get("candidate"),
+            "baseline": rule.get("baseline_value"),
+        }
+        for rule in decision.rules
+    }
+    metrics[decision.metric or "metric"] = {"candidate": decision.candidate_value, "baseline": decision.baseline_value}
+    promote(
+        settings.models_dir,
+        decision.candidate_version,
+        name=name,
+        actor="evaluation gate",
+        reason=f"{decision.deciding_rule or 'gate'}: {decision.reason}",
+        metrics=metrics,
+    )
     decision.applied = True
     decision.zenml = zenml_set_stage(name, decision.candidate_version, "production")
     logger.info(f"promoted {name}:{decision.candidate_version} to production ({decision.reason})")

@@ -15,8 +15,11 @@ from llm_engineering.settings import Settings
 
 pytestmark = pytest.mark.slow
 
-# Greedy SmolLM2 continues such a list until the token limit: a real loop to end.
 LOOP_PROMPT = [{"role": "user", "content": "Continue the list:\nI like tokens.\nI like tokens.\nI like tokens."}]
+# A raw completion of a repeated line (no chat template): greedy decoding continues the pattern to the token
+# limit on any CPU — a real loop for the guard to end. (The chat reply to LOOP_PROMPT loops on some CPUs only:
+# bf16 kernels differ between AVX-512 and AMX machines, and so does the greedy path.)
+LOOP_COMPLETION = "I like tokens.\n" * 8
 
 
 def test_the_engine_accepts_the_penalties_and_the_guard_ends_a_loop(vllm_base_url):
@@ -33,11 +36,22 @@ def test_the_engine_accepts_the_penalties_and_the_guard_ends_a_loop(vllm_base_ur
 
     plain, tuned = asyncio.run(scenario())
     assert tuned.text.strip() and tuned.completion_tokens > 0  # the server took the penalties (no HTTP 400)
-    assert degenerate(plain.text), plain.text  # the base model really loops when asked to, without penalties
-    for result in (plain, tuned):
-        guarded = guard_answer(result.text, result.finish_reason)
+    loop = _plain_completion(vllm_base_url, LOOP_COMPLETION)
+    assert degenerate(loop["text"]), loop  # the base model really loops, without penalties
+    for text, finish_reason in ((loop["text"], loop["finish_reason"]), (plain.text, plain.finish_reason),
+                                (tuned.text, tuned.finish_reason)):  # fmt: skip
+        guarded = guard_answer(text, finish_reason)
         assert not degenerate(guarded.text) and guarded.text.strip()
-    assert guard_answer(plain.text).notes[0].startswith("repetition guard:")
+    assert guard_answer(loop["text"]).notes[0].startswith("repetition guard:")
+
+
+def _plain_completion(base_url: str, prompt: str) -> dict:
+    """vLLM's raw /v1/completions, greedy, no penalties: the model's own continuation of `prompt`."""
+    model = httpx.get(f"{base_url}/models", timeout=30).json()["data"][0]["id"]
+    body = {"model": model, "prompt": prompt, "max_tokens": 120, "temperature": 0.0}
+    response = httpx.post(f"{base_url}/completions", json=body, timeout=300)
+    assert response.status_code == 200, response.text
+    return response.json()["choices"][0]
 
 
 def test_rag_answers_are_never_degenerate(rag_app):
