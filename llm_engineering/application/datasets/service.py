@@ -79,6 +79,13 @@ FEATURE_PIPELINE_FIX = (
 )
 
 
+class DatasetLLMEndpoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str
+    model: str
+
+
 class DatasetGenerationConfig(BaseModel):
     """configs/generate_datasets.yaml, `parameters:` (every key checked; a typo fails with its name)."""
 
@@ -94,6 +101,11 @@ class DatasetGenerationConfig(BaseModel):
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     filters: FilterConfig = Field(default_factory=FilterConfig)
     samples: SampleConfig = Field(default_factory=SampleConfig)
+    llm: DatasetLLMEndpoint | None = Field(
+        default=None,
+        description="The endpoint that writes instructions and rejected answers for this run (the twin refresh "
+        "serves the base model beside the production twin); unset: DATASET_LLM_* / the serving LLM",
+    )
 
     @field_validator("authors", "categories", mode="before")
     @classmethod
