@@ -10,7 +10,9 @@ arrives and a second refresh runs while clients keep asking `POST /rag`.
 3. the production twin is served (`poe run-llm-server` with LLM_MODEL_ID=llm-twin:production, then
    `poe run-inference-ml-service`), and `--clients` threads loop `POST /rag`;
 4. the held-out articles are imported (half B) and `poe run-twin-refresh` #2 runs while the clients ask;
-5. recorded: refresh #2's wall time by step, the LLM generations and embeddings it made against what a
+5. refresh #2 again from the same starting point in the other training mode (`--compare-mode`, default
+   continue: from the production twin on the new documents plus a replay share), without clients or switch;
+6. recorded: refresh #2's wall time by step, the LLM generations and embeddings it made against what a
    from-scratch run would make (its cache hits; the chunks of unchanged documents), the gate's verdict and
    numbers (the candidate's held-out perplexity against the production twin's), and what the clients saw:
    requests, failures other than 503 + Retry-After, and the model versions that answered, in order.
@@ -158,6 +160,8 @@ def main() -> None:
     parser.add_argument("--hold-out", type=int, default=3, help="articles that arrive as new writing (half B)")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--max-steps", type=int, default=None, help="cap SFT and DPO steps (default: the config's)")
+    parser.add_argument("--compare-mode", default="continue", help="also run refresh #2 in this training mode "
+                        "from the same starting point (empty: skip)")  # fmt: skip
     parser.add_argument("--work", type=Path, default=Path("/tmp/llm-twin-refresh-bench"))
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "twin_refresh.json")
     args = parser.parse_args()
@@ -202,6 +206,8 @@ def main() -> None:
             code, _ = run_tool(env, "tools.data_warehouse", "import", "--data-dir", str(half_b),
                                log=args.work / "import_b.log")  # fmt: skip
             assert code == 0, (args.work / "import_b.log").read_text()[-2000:]
+            baseline = {"last": (data_dir / "refresh" / "last.json").read_text(encoding="utf-8"),
+                        "production": first["production_after"]}  # fmt: skip
             with Clients(url, args.clients) as clients:
                 time.sleep(20)  # the clients run against the old version first
                 code, seconds = run_tool(env, *refresh_args, log=args.work / "refresh_2.log")
@@ -216,7 +222,30 @@ def main() -> None:
             run_tool(env, "tools.llm_server", "down", log=args.work / "llm_down.log", timeout=300)
         results["saved_vs_from_scratch"] = _savings(second, data_dir)
         results["gate_2"] = _gate_numbers(second)
+        if args.compare_mode:
+            results["refresh_2_other_mode"] = _other_mode(env, args, data_dir, baseline, refresh_args)
     _write(args.output, results)
+
+
+def _other_mode(env: dict, args, data_dir: Path, baseline: dict, refresh_args: list[str]) -> dict:
+    """Refresh #2 again from the same starting point in the other training mode (no clients, no switch): the
+    ledger's baseline and the production pointer as they were before refresh #2; the dataset comes from the cache."""
+    import yaml
+
+    from llm_engineering.infrastructure.registry import write_pointer
+
+    (data_dir / "refresh" / "last.json").write_text(baseline["last"], encoding="utf-8")
+    write_pointer(data_dir / "models", "llm-twin", baseline["production"], "production")
+    config = yaml.safe_load((ROOT / "configs" / "twin_refresh.yaml").read_text())
+    config["parameters"]["training"]["mode"] = args.compare_mode
+    path = args.work / f"twin_refresh_{args.compare_mode}.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    other = [*refresh_args[:2], str(path), *refresh_args[3:], "--no-switch"]
+    code, seconds = run_tool(env, *other, log=args.work / "refresh_2_other.log")
+    entry = ledger(data_dir)[-1]
+    print(f"refresh 2 ({args.compare_mode}): exit {code}, {seconds} s, outcome {entry.get('outcome')}", flush=True)
+    return {"mode": args.compare_mode, "exit_code": code, "wall_s": seconds, **last_refresh(env), "ledger": entry,
+            "gate": _gate_numbers(entry)}  # fmt: skip
 
 
 def _savings(entry: dict, data_dir: Path) -> dict:

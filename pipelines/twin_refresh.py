@@ -15,7 +15,14 @@ from steps.evaluating import (
     write_evaluation_report,
 )
 from steps.feature_engineering import chunk_embed_load, clean_documents, plan_features, query_data_warehouse
-from steps.refresh import detect_new_writing, record_refresh, serve_production, start_dataset_llm, stop_dataset_llm
+from steps.refresh import (
+    detect_new_writing,
+    plan_continued_training,
+    record_refresh,
+    serve_production,
+    start_dataset_llm,
+    stop_dataset_llm,
+)
 from steps.training import prepare_training_run, register_twin, train_dpo, train_sft
 
 
@@ -28,6 +35,7 @@ def twin_refresh(
     training: dict[str, Any],
     evaluation: dict[str, Any],
     dataset_llm: str,
+    training_mode: dict[str, Any] | None = None,
     switch_serving: bool = True,
     production_before: str | None = None,
     max_steps: int | None = None,
@@ -67,7 +75,14 @@ def twin_refresh(
 
     # The training steps belong to the twin's model version in ZenML's Model Control Plane, as in `training`.
     model = TWIN_MODEL.model_copy(update={"name": training.get("output", {}).get("name", TWIN_MODEL.name)})
-    run = prepare_training_run.with_options(model=model)(training, dataset_dir, max_steps)
+    mode = training_mode or {"mode": "retrain"}
+    train_dir = dataset_dir
+    if mode.get("mode") == "continue" and production_before:  # from the production twin: new rows + a replay share
+        continued = plan_continued_training(
+            dataset, changes, model.name, mode.get("replay_share", 0.3), mode.get("seed", 42)
+        ).load()
+        training, train_dir = {**training, "model": continued["model"]}, continued["dataset_dir"]
+    run = prepare_training_run.with_options(model=model)(training, train_dir, max_steps)
     sft = train_sft.with_options(model=model)(run)
     dpo = train_dpo.with_options(model=model)(run, sft) if training.get("dpo", {}).get("enabled", True) else None
     trained = register_twin.with_options(model=model)(run, sft, dpo)

@@ -58,6 +58,7 @@ def stage_parameters(config: Any, max_steps: int | None, learning_rate: float | 
         "training": training.model_dump(mode="json"),
         "evaluation": evaluation.model_dump(mode="json"),
         "dataset_llm": config.dataset_llm,
+        "training_mode": config.training.model_dump(mode="json"),
         "switch_serving": config.switch_serving,
         "max_steps": max_steps,
     }

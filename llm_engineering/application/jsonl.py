@@ -34,3 +34,19 @@ def read_jsonl_objects(path: Path, missing: str | None = None) -> list[dict[str,
             raise ConfigurationError(f"{path} line {number}: expected a JSON object")
         rows.append(row)
     return rows
+
+
+def read_append_log(path: Path) -> list[dict[str, Any]]:
+    """The records of an append-only JSON Lines log (the registry's history, the refresh ledger), oldest first; a
+    line a killed writer left half-written is skipped, a missing log has no records."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records

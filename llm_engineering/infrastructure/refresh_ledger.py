@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from llm_engineering.application.jsonl import read_append_log
 from llm_engineering.domain.errors import LLMTwinError
 
 
@@ -67,16 +68,7 @@ class RefreshLedger:
             handle.write(json.dumps({"at": at, **report}, default=str) + "\n")
 
     def runs(self) -> list[dict[str, Any]]:
-        path = self.root / "runs.jsonl"
-        if not path.is_file():
-            return []
-        rows = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:  # a torn line from a killed writer
-                continue
-        return rows
+        return read_append_log(self.root / "runs.jsonl")
 
     @contextmanager
     def lock(self) -> Iterator[None]:

@@ -35,6 +35,7 @@ from typing import Any
 from loguru import logger
 from pydantic import BaseModel
 
+from llm_engineering.application.jsonl import read_append_log
 from llm_engineering.domain.errors import ConfigurationError
 from llm_engineering.infrastructure.artifacts import STAGING_PREFIX, VersionedArtifactStore
 
@@ -134,16 +135,7 @@ def promote(
 
 def promotion_history(models_dir: Path, name: str = DEFAULT_MODEL_NAME) -> list[dict[str, Any]]:
     """Every promotion and rollback of `name`, oldest first (a torn last line from a killed writer is skipped)."""
-    history = registry_dir(models_dir, name) / HISTORY_NAME
-    if not history.is_file():
-        return []
-    records = []
-    for line in history.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
-    return records
+    return read_append_log(registry_dir(models_dir, name) / HISTORY_NAME)
 
 
 def _default_actor() -> str:

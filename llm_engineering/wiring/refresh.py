@@ -68,6 +68,50 @@ def stop_dataset_llm(settings: Settings, endpoint: dict[str, Any]) -> bool:
     return bool(service is not None and service.stop())
 
 
+def continued_training(
+    settings: Settings, dataset_dir: str, changes: CorpusChanges, model_name: str, replay_share: float, seed: int
+) -> dict[str, Any]:
+    """Continue mode: {"model": the production twin's checkpoint, "dataset_dir": a derived dataset version whose
+    train splits hold the new and changed documents' rows plus `replay_share` of the others} (test splits whole,
+    so the evaluation still sees every held-out document). `latest` keeps naming the full version."""
+    import json
+
+    from llm_engineering.application.datasets.reader import read_dataset_splits
+    from llm_engineering.application.refresh.replay import replay_rows
+    from llm_engineering.infrastructure.registry import resolve_registered_model
+    from llm_engineering.wiring.container import get_container
+
+    model = resolve_registered_model(settings.models_dir, f"{model_name}:production")
+    splits = read_dataset_splits(dataset_dir)
+    focus = set(changes.new) | set(changes.changed)
+    kept = {
+        key: replay_rows(rows, focus, replay_share, seed) if key.endswith("_train") else rows
+        for key, rows in splits.rows.items()
+    }
+
+    def fill(folder, version: str) -> None:
+        for key, rows in kept.items():
+            text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+            (folder / f"{key}.jsonl").write_text(text, encoding="utf-8")
+        report = {
+            **(splits.report or {}),
+            "version": version,
+            "derived_from": splits.version,
+            "training_mode": "continue",
+            "replay_share": replay_share,
+            "counts": {key: len(rows) for key, rows in kept.items()},
+        }
+        (folder / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+
+    derived = get_container(settings).artifacts("datasets").write(fill, alias=None)
+    logger.info(
+        f"continue mode: {model} on {derived.name} ({len(kept['instruct_train'])} of "
+        f"{len(splits.rows['instruct_train'])} SFT rows: {len(focus)} new/changed document(s) + "
+        f"{replay_share:.0%} replay)"
+    )
+    return {"model": str(model), "dataset_dir": str(derived)}
+
+
 def production_version(settings: Settings, name: str = "llm-twin") -> str | None:
     from llm_engineering.infrastructure.registry import read_pointer
 

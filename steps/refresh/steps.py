@@ -44,6 +44,17 @@ def stop_dataset_llm(endpoint: dict[str, Any], dataset: DatasetReport) -> Annota
 
 
 @step(enable_cache=False)
+def plan_continued_training(
+    dataset: DatasetReport, changes: CorpusChanges, model_name: str, replay_share: float, seed: int = 42
+) -> Annotated[dict[str, Any], "continued_training"]:
+    from llm_engineering.wiring.refresh import continued_training
+
+    plan = continued_training(get_settings(), dataset.output_dir, changes, model_name, replay_share, seed)
+    log_metadata(metadata={"continued_training": {**plan, "replay_share": replay_share}})
+    return plan
+
+
+@step(enable_cache=False)
 def serve_production(
     promotion: PromotionDecision, training: TrainingReport, switch: bool = True
 ) -> Annotated[dict[str, Any], "serving"]:

@@ -17,12 +17,14 @@ EXAMPLE = "configs/twin_refresh.yaml"
 class RefreshTraining(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    mode: Literal["retrain"] = Field(
+    mode: Literal["retrain", "continue"] = Field(
         default="retrain",
-        description="retrain: the twin is trained from the base model on the whole new dataset version (the "
-        "training config's `model`). Continuing from the production twin on new data plus a replay share is not "
-        "built yet (docs/refresh.md).",
+        description="retrain: the candidate is trained from the training config's base model on the whole new "
+        "dataset version. continue: from the production twin, on the new and changed documents' samples plus "
+        "`replay_share` of the older ones (the first refresh, with no production twin yet, retrains).",
     )
+    replay_share: float = Field(default=0.3, ge=0.0, le=1.0, description="continue: share of older samples kept")
+    seed: int = 42
 
 
 class TwinRefreshConfig(BaseModel):

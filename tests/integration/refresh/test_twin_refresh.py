@@ -1,9 +1,9 @@
 """`poe run-twin-refresh` end to end (slow): the real ZenML pipeline over a real MongoDB-wire warehouse, the
 embedded Qdrant engine, a real vLLM engine for the dataset's generations, real SFT + DPO and the real evaluation.
 
-A refresh forced to produce a broken twin (a learning rate that wrecks it) is registered but refused by the gate,
-production stays as it was, the ledger says why; the next refresh with nothing new ends after the features step in
-seconds; a second refresh at the same time is refused by the lock."""
+Refreshes killed with SIGKILL at several steps leave nothing behind that stops the next one. A refresh forced to
+produce a broken twin (a learning rate that wrecks it) is registered but refused by the gate, production stays as
+it was, the ledger says why; the next refresh with nothing new ends after the features step in seconds."""
 
 from __future__ import annotations
 
@@ -76,8 +76,17 @@ def _refresh(env, config, *args, timeout=1500) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-def test_a_broken_twin_is_refused_and_nothing_new_stops_after_the_features(refresh_env):
+# Steps at which the refresh is killed with SIGKILL before it is let finish: the features (mid-embedding), the
+# dataset's generations (its own vLLM engine running) and SFT. Each run after a kill redoes the work cleanly.
+KILL_AT = ("chunk_embed_load", "generate_samples", "train_sft")
+
+
+def test_killed_refreshes_resume_a_broken_twin_is_refused_and_nothing_new_stops_early(refresh_env):
     env, config, data_dir = refresh_env
+    for step in KILL_AT:
+        _kill_when_running(env, config, step)
+    assert not (data_dir / "refresh" / "runs.jsonl").exists()  # no killed run moved the baseline
+
     broken = _refresh(env, config, "--max-steps", "2", "--learning-rate", "0.5")
     assert broken.returncode == 0, broken.stdout[-4000:] + broken.stderr[-4000:]
     runs = [json.loads(line) for line in (data_dir / "refresh" / "runs.jsonl").read_text().splitlines()]
@@ -89,9 +98,6 @@ def test_a_broken_twin_is_refused_and_nothing_new_stops_after_the_features(refre
     assert not (data_dir / "models" / "llm-twin" / "production").exists()
     assert sum(first["dataset_llm_calls"].values()) > 0
     assert "keep production" in broken.stdout and "not_promoted" in broken.stdout
-    # The dataset engine it started is gone.
-    pid_file = data_dir / "run" / "vllm-refresh-datasets.pid"
-    assert not pid_file.exists() or not _alive(json.loads(pid_file.read_text())["pid"])
 
     started = time.monotonic()
     again = _refresh(env, config)
@@ -104,7 +110,47 @@ def test_a_broken_twin_is_refused_and_nothing_new_stops_after_the_features(refre
 
     run = Client().get_pipeline("twin_refresh").last_run
     assert "train_sft" not in run.steps and "detect_new_writing" in run.steps
+    # The killed runs were marked failed, none stays "running"; the killed dataset engines are gone.
+    statuses = [str(r.status) for r in Client().list_pipeline_runs(pipeline_name="twin_refresh", size=50).items]
+    assert not [s for s in statuses if s.lower().endswith("running")], statuses
+    records = [json.loads(p.read_text()) for p in (data_dir / "run").glob("*.pid")]
+    assert not [r for r in records if _alive(r["pid"])], f"processes left running: {records}"
     assert json.loads((data_dir / "refresh" / "runs.jsonl").read_text().splitlines()[-1])["outcome"] == "nothing_new"
+
+
+def _kill_when_running(env: dict, config: Path, step: str, timeout_s: float = 900) -> None:
+    """Start a refresh and SIGKILL it (no cleanup runs) as soon as the ZenML run shows `step` running."""
+    from zenml.client import Client
+
+    before = _last_run_id()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tools.twin_refresh", "--config", str(config), "--max-steps", "2"],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            assert process.poll() is None, f"the refresh ended (exit {process.returncode}) before {step} ran"
+            assert time.monotonic() < deadline, f"{step} did not start within {timeout_s:.0f} s"
+            run_id = _last_run_id()
+            if run_id and run_id != before:
+                run = Client().get_pipeline_run(run_id)
+                if step in run.steps and str(run.steps[step].status).lower().endswith("running"):
+                    break
+            time.sleep(0.5)
+    finally:
+        process.kill()
+        process.wait(timeout=60)
+
+
+def _last_run_id():
+    from zenml.client import Client
+
+    try:
+        run = Client().get_pipeline("twin_refresh").last_run
+    except (KeyError, RuntimeError, ValueError):
+        return None
+    return run.id if run else None
 
 
 def _alive(pid: int) -> bool:

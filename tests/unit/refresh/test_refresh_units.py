@@ -106,3 +106,16 @@ def test_promotions_and_rollbacks_are_audited(tmp_path):
     assert [(h["action"], h["version"]) for h in history] == [("promote", "v0001"), ("promote", "v0002"),
                                                               ("rollback", "v0001")]  # fmt: skip
     assert history[0]["metrics"] == {"ppl": 3.0} and history[2]["actor"] == "ops" and history[2]["at"]
+
+
+def test_continue_mode_keeps_the_new_writing_and_a_fixed_replay_share():
+    from llm_engineering.application.refresh.replay import replay_rows
+
+    rows = [{"document_id": f"d{i % 50}", "instruction": f"q{i}"} for i in range(1000)]
+    kept = replay_rows(rows, {"d1", "d2"}, 0.3, seed=42)
+    focus = [r for r in kept if r["document_id"] in {"d1", "d2"}]
+    others = [r for r in kept if r["document_id"] not in {"d1", "d2"}]
+    assert len(focus) == 40  # every row of the new documents
+    assert 0.25 < len(others) / 960 < 0.35  # about the replay share of the rest
+    assert kept == replay_rows(rows, {"d1", "d2"}, 0.3, seed=42)  # a resumed refresh trains on the same rows
+    assert replay_rows(rows, set(), 0.0, seed=1) == [] and replay_rows(rows, set(), 1.0, seed=1) == rows
