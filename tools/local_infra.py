@@ -13,11 +13,17 @@ from tools._cli import bootstrap, run_cli
 
 
 def _services(settings):
-    """(name, LocalService | None) for every service this project can run locally."""
-    from llm_engineering.infrastructure.ml.inference_engine import llm_server_service
+    """(name, LocalService | None) for every service this project can run locally (every LLM engine: the configured
+    one and those a hot switch started)."""
+    from llm_engineering.infrastructure.ml.inference_engine import llm_engine_services, llm_server_service
     from llm_engineering.infrastructure.mongo.server import embedded_server
 
-    return [("warehouse (MongoDB wire)", embedded_server(settings)), ("LLM (vLLM)", llm_server_service(settings))]
+    configured = llm_server_service(settings)
+    engines = [
+        ("LLM (vLLM)" if engine.name == configured.name else f"LLM ({engine.name})", engine)
+        for engine in llm_engine_services(settings)
+    ]
+    return [("warehouse (MongoDB wire)", embedded_server(settings)), *(engines or [("LLM (vLLM)", configured)])]
 
 
 @click.group()

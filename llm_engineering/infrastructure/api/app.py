@@ -30,6 +30,8 @@ from llm_engineering.infrastructure.api.admission import AdmissionController
 from llm_engineering.infrastructure.api.deps import require_api_key
 from llm_engineering.infrastructure.api.errors import error_body, install_error_handlers
 from llm_engineering.infrastructure.api.routes import health, openai, page, rag, search
+from llm_engineering.infrastructure.serving.follower import ServingFollower
+from llm_engineering.infrastructure.serving.state import serving_state_path
 from llm_engineering.settings import Settings, get_settings
 
 MAX_BODY_BYTES = 1_000_000  # far above any valid request; stops a client from making us parse megabytes
@@ -146,11 +148,19 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.rag = rag_service or services.rag_service
         app.state.search = search_service or services.search_service
+        # The model answering follows the serving state file (a hot switch: docs/serving.md); the provider builds
+        # the service for another engine (`rag_service_for`). A given service (tests) is never swapped.
+        app.state.serving = ServingFollower(
+            serving_state_path(settings),
+            app.state.rag,
+            getattr(services, "rag_service_for", None) if rag_service is None else None,
+            default_key=(settings.llm_base_url, settings.llm_model_id),
+        )
+        app.state.serving.refresh(force=True)
         try:
             yield
         finally:
-            if rag_service is None:
-                await app.state.rag.aclose()
+            await app.state.serving.aclose(close_current=rag_service is None)
 
     # The docs and the schema need the API key too (routes below), so FastAPI's open ones are switched off.
     app = FastAPI(
@@ -163,6 +173,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.rag, app.state.search = rag_service, search_service  # given ones serve before startup, too
+    app.state.serving = None  # set on startup
     budget = settings.inference_request_timeout_s
     app.state.llm_admission = AdmissionController(
         name="llm",

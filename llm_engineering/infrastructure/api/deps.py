@@ -14,6 +14,7 @@ from llm_engineering.application.rag.rag_service import RAGService
 from llm_engineering.application.rag.search import SearchService
 from llm_engineering.infrastructure.api.admission import AdmissionController
 from llm_engineering.infrastructure.api.errors import APIError
+from llm_engineering.infrastructure.serving.follower import ServingFollower
 from llm_engineering.settings import Settings
 
 
@@ -33,8 +34,20 @@ def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_rag_service(request: Request) -> RAGService:
-    return request.app.state.rag
+async def get_rag_service(request: Request) -> AsyncIterator[RAGService]:
+    """The service that answers now (a hot switch swaps it: serving/follower.py), held until the response is sent:
+    a request keeps the service it started with, and a replaced service's LLM client closes after its last one."""
+    serving: ServingFollower | None = getattr(request.app.state, "serving", None)
+    if serving is None:  # before startup: the given service
+        yield request.app.state.rag
+        return
+    async with serving.lease() as service:
+        request.app.state.rag = serving.current
+        yield service
+
+
+def get_serving(request: Request) -> ServingFollower | None:
+    return getattr(request.app.state, "serving", None)
 
 
 def get_search_service(request: Request) -> SearchService:
@@ -51,6 +64,7 @@ def get_search_admission(request: Request) -> AdmissionController:
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 RAGServiceDep = Annotated[RAGService, Depends(get_rag_service)]
+ServingDep = Annotated[ServingFollower | None, Depends(get_serving)]
 SearchServiceDep = Annotated[SearchService, Depends(get_search_service)]
 LLMAdmissionDep = Annotated[AdmissionController, Depends(get_llm_admission)]
 SearchAdmissionDep = Annotated[AdmissionController, Depends(get_search_admission)]

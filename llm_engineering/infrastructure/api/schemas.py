@@ -158,6 +158,7 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int = 0
     owned_by: str = "llm-twin"
+    root: str | None = None  # the model version behind the twin now (as vLLM's model cards name their checkpoint)
 
 
 class ModelList(BaseModel):

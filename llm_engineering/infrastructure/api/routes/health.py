@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from llm_engineering.domain.redaction import public_message
-from llm_engineering.infrastructure.api.deps import LLMAdmissionDep, RAGServiceDep, require_api_key
+from llm_engineering.infrastructure.api.deps import LLMAdmissionDep, RAGServiceDep, ServingDep, require_api_key
 from llm_engineering.infrastructure.api.errors import ERROR_RESPONSES
 
 router = APIRouter(tags=["health"], responses=ERROR_RESPONSES)
@@ -22,10 +22,15 @@ async def health(admission: LLMAdmissionDep) -> dict[str, Any]:
 
 
 @router.get("/ready", dependencies=[Depends(require_api_key)])
-async def ready(service: RAGServiceDep) -> JSONResponse:
+async def ready(service: RAGServiceDep, serving: ServingDep) -> JSONResponse:
+    """Dependencies reachable, and which model version answers now (`serving`: its engine, and requests still
+    finishing on an engine a hot switch replaced)."""
     checks = await service.check_ready()
     for check in checks.values():  # names the setting at fault, never its value (a URI may hold a password)
         check["detail"] = public_message(str(check["detail"]))
     down = [name for name, check in checks.items() if not check["ok"]]
-    body = {"ready": not down, "not_ready": down, "checks": checks}
+    model = service.config.model_label or service.llm.model
+    body = {"ready": not down, "not_ready": down, "checks": checks, "model": model}
+    if serving is not None:
+        body["serving"] = serving.describe()
     return JSONResponse(body, status_code=503 if down else 200)

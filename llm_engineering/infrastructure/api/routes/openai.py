@@ -85,8 +85,9 @@ def _sse(data: ChatCompletionChunk | dict[str, Any] | str) -> bytes:
 
 
 @router.get("/models", response_model=ModelList)
-async def list_models() -> ModelList:
-    return ModelList(data=[ModelCard(id=RAG_MODEL_ID)])
+async def list_models(service: RAGServiceDep) -> ModelList:
+    """The RAG twin; `root` names the model version that answers now (it follows a hot switch)."""
+    return ModelList(data=[ModelCard(id=RAG_MODEL_ID, root=service.config.model_label or service.llm.model)])
 
 
 @router.post(
