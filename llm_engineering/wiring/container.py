@@ -211,7 +211,8 @@ class Container:
 
         return self._once("search_service", build)
 
-    def rag_config(self) -> RAGConfig:
+    def rag_config(self, model_id: str | None = None) -> RAGConfig:
+        """The RAG settings for the served model (`model_id`: another model spec, e.g. after a hot switch)."""
         from llm_engineering.application.rag.rag_service import RAGConfig
 
         s = self.settings
@@ -225,18 +226,18 @@ class Container:
             max_model_len=s.llm_max_model_len,
             max_query_tokens=s.inference_max_query_tokens,
             busy_answer_tokens=s.inference_busy_answer_tokens,
-            model_label=self.served_model_label(),
-            generation=self.served_generation_defaults(),
+            model_label=self.served_model_label(model_id),
+            generation=self.served_generation_defaults(model_id),
         )
 
-    def served_generation_defaults(self) -> GenerationDefaults:
+    def served_generation_defaults(self, model_id: str | None = None) -> GenerationDefaults:
         """The served model version's decoding defaults (its manifest's `generation`); the domain defaults for a
         model that is not a registry version (the packaged base model, a path, a hub id)."""
         from llm_engineering.domain.generation import generation_defaults
         from llm_engineering.infrastructure.ml.model_runtime import manifest_of
         from llm_engineering.infrastructure.registry import is_registered_model_spec, resolve_registered_model
 
-        model_id = self.settings.llm_model_id
+        model_id = model_id or self.settings.llm_model_id
         manifest = None
         if is_registered_model_spec(self.settings.models_dir, model_id):
             try:
@@ -245,11 +246,11 @@ class Container:
                 manifest = None
         return generation_defaults(manifest)
 
-    def served_model_label(self) -> str:
+    def served_model_label(self, model_id: str | None = None) -> str:
         """Which model answers: a registry spec resolves to name:version (and its stage), else the model id."""
         from llm_engineering.infrastructure.registry import is_registered_model_spec, registered_model_info
 
-        model_id = self.settings.llm_model_id
+        model_id = model_id or self.settings.llm_model_id
         if not is_registered_model_spec(self.settings.models_dir, model_id):
             return model_id
         try:
@@ -263,6 +264,13 @@ class Container:
     def rag_service(self) -> RAGService:
         """The service behind `/rag` and the chat routes."""
         return self._once("rag_service", self.build_rag_service)
+
+    def rag_service_for(self, base_url: str, model_spec: str) -> RAGService:
+        """A `RAGService` answering with the engine at `base_url` serving `model_spec` (the engine a hot switch
+        started: infrastructure/serving), labelled and tuned by that version's manifest. The API asks for it when
+        the serving state file names another engine; retrieval, stores and tracer are shared with `rag_service`."""
+        llm = self.llm_client(base_url=base_url, model=model_spec, max_retries=0)
+        return self.build_rag_service(llm=llm, config=self.rag_config(model_spec))
 
     def build_rag_service(
         self, *, llm: LLM | None = None, tracer: Tracer | None = None, config: RAGConfig | None = None
