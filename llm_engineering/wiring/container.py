@@ -410,6 +410,9 @@ class Container:
                 model=s.dataset_llm_model_id,
                 api_key=s.dataset_llm_api_key.get_secret_value() if s.dataset_llm_api_key else None,
             )
+        rejected_llm = self.llm
+        if config is not None and config.llm is not None:  # this run's own endpoint (the twin refresh's base model)
+            instructions_llm = rejected_llm = self.llm_client(base_url=config.llm.base_url, model=config.llm.model)
         judge = None
         if s.judge_base_url:
             judge = self.llm_client(
@@ -425,7 +428,7 @@ class Container:
             retriever=self.retriever(),
             token_counter=self.prompt_token_counter,
             llm=instructions_llm,
-            rejected_llm=self.llm,
+            rejected_llm=rejected_llm,
             cache=cache,
             store=self.artifacts("datasets"),
             judge=judge,
