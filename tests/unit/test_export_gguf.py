@@ -50,6 +50,7 @@ def _register_copy(settings: Settings, packaged_dir: Path) -> str:
         "dataset": {"version": "ds-0001", "hash": "abc123", "counts": {"instruct_train": 32}, "authors": ["E. M."]},
         "metrics": {"sft/eval_loss": 1.25, "dpo/eval_rewards/accuracies": 0.75},
         "config": {"lora": {"r": 8}, "sft": {"max_steps": 4}},
+        "generation": {"temperature": 0.1, "repetition_penalty": 1.05, "stop": ["\nQuestion:"]},
     }
     version = register_version(settings.models_dir, twin_dir=twin, sft_dir=None, manifest=manifest).version
     promote(settings.models_dir, version)
@@ -88,8 +89,13 @@ def test_gguf_export_of_the_registered_twin(tmp_path: Path, packaged_dir: Path) 
     assert facts["vocab_size"] == len(tokenizer)
     assert facts["eos_token_id"] == tokenizer.convert_tokens_to_ids("<|im_end|>")
 
-    modelfile = parse_modelfile((result.output_dir / "Modelfile").read_text(encoding="utf-8"))
+    text = (result.output_dir / "Modelfile").read_text(encoding="utf-8")
+    modelfile = parse_modelfile(text)
     assert modelfile["FROM"] == f"./{gguf.name}"
+    assert f"# Generation defaults from llm-twin:{version}'s manifest.json" in text  # the registered decoding
+    params = {name: value for name, value in modelfile["PARAMETER"] if name != "stop"}
+    assert float(params["temperature"]) == 0.1 and float(params["repeat_penalty"]) == 1.05
+    assert "\nQuestion:" in [value for name, value in modelfile["PARAMETER"] if name == "stop"]
     card = (result.output_dir / "README.md").read_text(encoding="utf-8")
     for expected in ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0", "abc123", "ds-0001", "sft/eval_loss"):
         assert expected in card

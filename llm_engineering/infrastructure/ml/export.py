@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import Any
 from loguru import logger
 
 from llm_engineering.domain.errors import ConfigurationError
+from llm_engineering.domain.generation import GenerationDefaults, generation_defaults
 from llm_engineering.domain.prompts import IM_END, TWIN_CHAT_TEMPLATE, TWIN_SYSTEM_PROMPT_NO_CONTEXT
 from llm_engineering.settings import Settings
 
@@ -278,20 +280,43 @@ def read_gguf_facts(path: Path) -> dict[str, Any]:
 # --- Ollama --------------------------------------------------------------------------------------------------
 
 
-def generation_defaults(checkpoint: Path, settings: Settings) -> dict[str, Any]:
-    """The sampling defaults served with the model: its generation_config.json where set, else the project's
-    (RAG_TEMPERATURE, LLM_MAX_MODEL_LEN)."""
-    config_path = Path(checkpoint) / "generation_config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-    defaults: dict[str, Any] = {"temperature": settings.rag_temperature, "num_ctx": settings.llm_max_model_len}
-    if config.get("do_sample") and config.get("temperature") is not None:
-        defaults["temperature"] = config["temperature"]
-    if config.get("do_sample") and config.get("top_p") is not None:
-        defaults["top_p"] = config["top_p"]
-    if config.get("repetition_penalty") not in (None, 1.0):
-        defaults["repeat_penalty"] = config["repetition_penalty"]
-    defaults["num_predict"] = settings.rag_max_answer_tokens
-    return defaults
+# Ollama's names for the generation defaults it has (its Modelfile PARAMETER names = the JSON tags of its
+# `api.Options`). `no_repeat_ngram_size` (transformers only) and the short answer length have no Ollama equivalent.
+OLLAMA_SAMPLING_NAMES = {
+    "temperature": "temperature",
+    "repetition_penalty": "repeat_penalty",
+    "frequency_penalty": "frequency_penalty",
+    "presence_penalty": "presence_penalty",
+}
+
+
+def ollama_parameters(defaults: GenerationDefaults, settings: Settings) -> list[tuple[str, Any]]:
+    """The Modelfile's PARAMETERs for a model version's generation defaults, under Ollama's names, in order.
+
+    `num_predict` is the answer length the RAG service gives an open (why/how) question: `long_answer_tokens`
+    capped by RAG_MAX_ANSWER_TOKENS (Ollama has one length, not one per kind of question); `num_ctx` is
+    LLM_MAX_MODEL_LEN; each stop sequence is its own `stop` line (the chat's end tokens first, then the version's
+    own, e.g. the new line a small model opens to invent a next "Question:"). `repeat_penalty` is always written:
+    Ollama's default has been 1.1, not the version's."""
+    parameters: list[tuple[str, Any]] = [
+        (name, getattr(defaults, field)) for field, name in OLLAMA_SAMPLING_NAMES.items()
+    ]
+    parameters += [
+        ("num_ctx", settings.llm_max_model_len),
+        ("num_predict", min(defaults.long_answer_tokens, settings.rag_max_answer_tokens)),
+    ]
+    parameters += [("stop", stop) for stop in dict.fromkeys([*STOP_TOKENS, *defaults.stop]) if stop]
+    return parameters
+
+
+def generation_origin(source: ExportSource) -> str:
+    """Where the Modelfile's generation defaults come from, for its comment line."""
+    if source.version and isinstance(source.manifest.get("generation"), dict):
+        return f"{source.label}'s manifest.json (`generation`)"
+    domain = "llm_engineering/domain/generation.py (the domain defaults: "
+    if source.version:
+        return domain + f"{source.label}'s manifest.json has no `generation`)"
+    return domain + f"{source.label} is not a registered version, it has no manifest)"
 
 
 def _quote(text: str) -> str:
@@ -300,41 +325,73 @@ def _quote(text: str) -> str:
     return f'"""{text}"""'
 
 
+def _parameter_value(value: Any) -> str:
+    """A PARAMETER argument as Ollama's parser reads it: numbers bare, strings in double quotes (a newline inside
+    them is part of the value, as Ollama writes it back), in triple quotes when the string holds a quote."""
+    if not isinstance(value, str):
+        return str(value)
+    return _quote(value) if '"' in value else f'"{value}"'
+
+
 def render_modelfile(
-    gguf_name: str, defaults: dict[str, Any], system_prompt: str = TWIN_SYSTEM_PROMPT_NO_CONTEXT
+    gguf_name: str,
+    parameters: Mapping[str, Any] | Sequence[tuple[str, Any]],
+    system_prompt: str = TWIN_SYSTEM_PROMPT_NO_CONTEXT,
+    origin: str | None = None,
 ) -> str:
-    """An Ollama Modelfile: FROM the GGUF beside it, the twin's template, system prompt, stops and defaults."""
+    """An Ollama Modelfile: FROM the GGUF beside it, the twin's template, system prompt, stops and the generation
+    defaults (`ollama_parameters`), introduced by a comment naming where they come from (`origin`)."""
+    pairs = list(parameters.items()) if isinstance(parameters, Mapping) else list(parameters)
+    stops = [value for name, value in pairs if name == "stop"]
     lines = [
         "# Ollama Modelfile for the LLM Twin. Create the model with:  ollama create llm-twin -f Modelfile",
         f"FROM ./{gguf_name}",
         f"TEMPLATE {_quote(OLLAMA_TEMPLATE)}",
         f"SYSTEM {_quote(system_prompt)}",
-        *[f'PARAMETER stop "{stop}"' for stop in STOP_TOKENS],
-        *[f"PARAMETER {key} {value}" for key, value in defaults.items()],
+        *[f"PARAMETER stop {_parameter_value(stop)}" for stop in STOP_TOKENS if stop not in stops],
     ]
+    if origin:
+        lines.append(f"# Generation defaults from {origin}, under Ollama's parameter names")
+    lines += [f"PARAMETER {name} {_parameter_value(value)}" for name, value in pairs]
     return "\n".join(lines) + "\n"
 
 
+def _unquote(value: str) -> tuple[str, bool]:
+    """Ollama's unquote: a complete triple- or double-quoted string, or a bare word; False while a quote is open."""
+    if value.startswith('"""'):
+        return (value[3:-3], True) if len(value) >= 6 and value.endswith('"""') else ("", False)
+    if value.startswith('"'):
+        return (value[1:-1], True) if len(value) >= 2 and value.endswith('"') else ("", False)
+    return value, True
+
+
 def parse_modelfile(text: str) -> dict[str, Any]:
-    """The instructions of a Modelfile as written by render_modelfile ("FROM", "TEMPLATE", "SYSTEM", parameters)."""
+    """The instructions of a Modelfile as Ollama's parser reads them (`parser.ParseFile`): a quoted argument runs
+    over lines until its closing quote ends a line. Returns {"FROM", "TEMPLATE", "SYSTEM", ...: str,
+    "PARAMETER": [(name, value), ...]}."""
     result: dict[str, Any] = {"PARAMETER": []}
-    rest = text
-    while rest:
-        line, _, rest = rest.partition("\n")
+    lines = text.split("\n")
+    index = 0
+    while index < len(lines):
+        line = lines[index].lstrip()
+        index += 1
         if not line.strip() or line.startswith("#"):
             continue
         key, _, value = line.partition(" ")
-        if value.startswith('"""'):
-            body = value[3:]
-            while '"""' not in body:
-                more, _, rest = rest.partition("\n")
-                body += "\n" + more
-            value = body[: body.index('"""')]
-        if key == "PARAMETER":
-            name, _, arg = value.partition(" ")
-            result["PARAMETER"].append((name, arg.strip('"')))
+        name = None
+        if key.upper() == "PARAMETER":
+            name, _, value = value.lstrip().partition(" ")
+        unquoted, complete = _unquote(value.strip())
+        while not complete:  # the argument goes on: its newline is part of it, as in Ollama's parser
+            if index >= len(lines):
+                raise ValueError(f"unterminated quote in the Modelfile's {key} {name or ''}".strip())
+            value += "\n" + lines[index]
+            index += 1
+            unquoted, complete = _unquote(value.strip())
+        if name is not None:
+            result["PARAMETER"].append((name, unquoted))
         else:
-            result[key] = value
+            result[key.upper()] = unquoted
     return result
 
 
@@ -471,7 +528,10 @@ def export_model(
             "converter": f"{LLAMA_CPP_PYPI} sdist, vendored llama.cpp",
         }
         files[gguf_path.name] = _sha256(gguf_path)
-        modelfile = render_modelfile(gguf_path.name, generation_defaults(source.checkpoint, settings))
+        defaults = generation_defaults(source.manifest or None)
+        modelfile = render_modelfile(
+            gguf_path.name, ollama_parameters(defaults, settings), origin=generation_origin(source)
+        )
         (output_dir / "Modelfile").write_text(modelfile, encoding="utf-8")
         files["Modelfile"] = _sha256(output_dir / "Modelfile")
     else:
