@@ -96,7 +96,8 @@ def test_killed_refreshes_resume_a_broken_twin_is_refused_and_nothing_new_stops_
     assert first["decision"]["promote"] is False and first["decision"]["deciding_rule"]
     assert first["production_before"] is None and first["production_after"] is None
     assert not (data_dir / "models" / "llm-twin" / "production").exists()
-    assert sum(first["dataset_llm_calls"].values()) > 0
+    # The killed runs' generations were cached: the run that finished asked the LLM for little or nothing new.
+    assert sum(first["dataset_cache_hits"].values()) > 0
     assert "keep production" in broken.stdout and "not_promoted" in broken.stdout
 
     started = time.monotonic()
