@@ -162,14 +162,23 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="cap SFT and DPO steps (default: the config's)")
     parser.add_argument("--compare-mode", default="continue", help="also run refresh #2 in this training mode "
                         "from the same starting point (empty: skip)")  # fmt: skip
+    parser.add_argument("--resume", action="store_true", help="re-use --work's warehouse and refresh #1")
+    parser.add_argument("--serve-refused", action="store_true",
+                        help="when the gate refuses refresh #1's candidate, promote it by hand (recorded as such) "
+                        "so that there is a twin to serve and switch from")  # fmt: skip
     parser.add_argument("--work", type=Path, default=Path("/tmp/llm-twin-refresh-bench"))
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "twin_refresh.json")
     args = parser.parse_args()
 
     from llm_engineering.infrastructure.local_services import find_free_port
 
-    shutil.rmtree(args.work, ignore_errors=True)
-    args.work.mkdir(parents=True)
+    state_file = args.work / "bench_state.json"
+    state = json.loads(state_file.read_text()) if args.resume and state_file.is_file() else None
+    if state is None:
+        shutil.rmtree(args.work, ignore_errors=True)
+        args.work.mkdir(parents=True)
+        state = {"database": f"refresh_{uuid.uuid4().hex[:8]}"}
+        state_file.write_text(json.dumps(state))
     half_a, half_b, new_links = split_corpus(ROOT / "data" / "sample", args.work, args.hold_out)
     data_dir = args.work / "data"
     api_port, llm_port = find_free_port(), find_free_port()
@@ -180,20 +189,37 @@ def main() -> None:
         refresh_args += ["--max-steps", str(args.max_steps)]
     with nx_warehouse(args.work / "warehouse") as (mongo_uri, _):
         env = {**os.environ, "DATA_DIR": str(data_dir), "MONGODB_URI": mongo_uri, "MONGODB_EMBEDDED": "false",
-               "MONGODB_DATABASE": f"refresh_{uuid.uuid4().hex[:8]}", "OPIK_URL": "",
+               "MONGODB_DATABASE": state["database"], "OPIK_URL": "",
                "LLM_BASE_URL": f"http://127.0.0.1:{llm_port}/v1", "LLM_MODEL_ID": "llm-twin:production",
-               "INFERENCE_HOST": "127.0.0.1", "INFERENCE_PORT": str(api_port)}  # fmt: skip
-        code, seconds = run_tool(env, "tools.data_warehouse", "import", "--data-dir", str(half_a),
-                                 log=args.work / "import_a.log")  # fmt: skip
-        assert code == 0, (args.work / "import_a.log").read_text()[-2000:]
-
-        code, seconds = run_tool(env, *refresh_args, log=args.work / "refresh_1.log")
-        first = ledger(data_dir)[-1] if ledger(data_dir) else {}
-        results["refresh_1"] = {"exit_code": code, "wall_s": seconds, **last_refresh(env), "ledger": first}
-        print(f"refresh 1: exit {code}, {seconds} s, outcome {first.get('outcome')}", flush=True)
+               "INFERENCE_HOST": "127.0.0.1", "INFERENCE_PORT": str(api_port),
+               # Two cores run the served engine under load, training and a starting engine at once: every engine
+               # runs eager (no compile warm-up) so that a second one starts in minutes, not tens of minutes.
+               "LLM_SERVER_EXTRA_ARGS": "--enforce-eager"}  # fmt: skip
+        if "refresh_1" not in state:  # --resume: refresh #1 of an earlier run of this bench is re-used
+            code, seconds = run_tool(env, "tools.data_warehouse", "import", "--data-dir", str(half_a),
+                                     log=args.work / "import_a.log")  # fmt: skip
+            assert code == 0, (args.work / "import_a.log").read_text()[-2000:]
+            code, seconds = run_tool(env, *refresh_args, log=args.work / "refresh_1.log")
+            first = ledger(data_dir)[-1] if ledger(data_dir) else {}
+            state["refresh_1"] = {"exit_code": code, "wall_s": seconds, **last_refresh(env), "ledger": first}
+            state_file.write_text(json.dumps(state, default=str))
+        results["refresh_1"] = state["refresh_1"]
+        first = state["refresh_1"]["ledger"]
+        print(f"refresh 1: {state['refresh_1']['wall_s']} s, outcome {first.get('outcome')}", flush=True)
         if first.get("production_after") is None:
-            results["stopped"] = "refresh 1 promoted nothing: no production twin to serve"
-            return _write(args.output, results)
+            if not (args.serve_refused and first.get("candidate")):
+                results["stopped"] = "refresh 1 promoted nothing: no production twin to serve (--serve-refused)"
+                return _write(args.output, results)
+            # The gate refused refresh #1's candidate; the bench still needs a twin in production to switch from.
+            from llm_engineering.infrastructure.registry import promote, read_pointer
+
+            version = first["candidate"].split(":")[1]
+            if read_pointer(data_dir / "models", "llm-twin", "production") != version:
+                promote(data_dir / "models", version, actor="bench/bench_refresh.py --serve-refused",
+                        reason="refresh 1's candidate was refused by the gate; promoted by hand to have a twin "
+                        "in production for the bench")  # fmt: skip
+            first = {**first, "production_after": version}
+            results["refresh_1_promoted_by_hand"] = version
 
         code, _ = run_tool(env, "tools.llm_server", "up", log=args.work / "llm_up.log", timeout=900)
         assert code == 0, (args.work / "llm_up.log").read_text()[-2000:]

@@ -166,7 +166,11 @@ def switch_serving(
     name = engine_name_for(settings, spec, version)
     host, _ = llm_server_address(settings)
     port = find_free_port("127.0.0.1" if host == "localhost" else host)
-    new = llm_server_service(settings, model_spec=spec, port=port, name=name)
+    # The new engine starts while the old one is busy answering: on a small CPU its compile warm-up takes several
+    # times the usual start-up (measured on 2 cores: over 300 s beside 4 looping clients), so it gets three times
+    # LLM_SERVER_STARTUP_TIMEOUT_S before the switch gives up (the old engine keeps serving meanwhile).
+    patient = settings.model_copy(update={"llm_server_startup_timeout_s": 3 * settings.llm_server_startup_timeout_s})
+    new = llm_server_service(patient, model_spec=spec, port=port, name=name)
     assert new is not None  # a local endpoint (checked above)
     engine = engine_settings(settings, model_spec=spec, port=port)
     if settings.llm_engine == "llamacpp":
