@@ -121,6 +121,13 @@ def _base_model_path(settings: Settings) -> str | None:
         return None
     latest = read_pointer(settings.models_dir, DEFAULT_MODEL_NAME) or versions[-1]
     base = read_manifest(settings.models_dir, latest).get("base_model_path")
+    # A twin continued from an earlier version (the refresh's continue mode) names that version as its base: follow
+    # the chain down to the model the first version was trained from, which is what "base" means to the gate.
+    registry = (Path(settings.models_dir) / DEFAULT_MODEL_NAME).resolve()
+    for _ in range(len(versions)):
+        if not base or Path(base).resolve().parent != registry or not (Path(base) / "manifest.json").is_file():
+            break
+        base = json.loads((Path(base) / "manifest.json").read_text(encoding="utf-8")).get("base_model_path")
     return base if base and (Path(base) / "config.json").is_file() else None
 
 

@@ -119,3 +119,19 @@ def test_continue_mode_keeps_the_new_writing_and_a_fixed_replay_share():
     assert 0.25 < len(others) / 960 < 0.35  # about the replay share of the rest
     assert kept == replay_rows(rows, {"d1", "d2"}, 0.3, seed=42)  # a resumed refresh trains on the same rows
     assert replay_rows(rows, set(), 0.0, seed=1) == [] and replay_rows(rows, set(), 1.0, seed=1) == rows
+
+
+def test_base_means_the_first_versions_base_when_a_twin_was_continued_from_another(tmp_path):
+    from llm_engineering.infrastructure.ml.model_runtime import _base_model_path
+    from llm_engineering.infrastructure.registry import registry_dir, update_manifest
+    from llm_engineering.settings import Settings
+    from tests.unit.training.test_registry import fake_checkpoint, register
+
+    settings = Settings(data_dir=tmp_path / "data")
+    base = fake_checkpoint(tmp_path / "smollm2", "base")
+    first, continued = register(settings.models_dir, tmp_path, "a"), register(settings.models_dir, tmp_path, "b")
+    update_manifest(settings.models_dir, first.version, {"base_model_path": str(base)})
+    # The refresh's continue mode trains v0002 from v0001: its manifest names v0001 as its base.
+    update_manifest(settings.models_dir, continued.version,
+                    {"base_model_path": str(registry_dir(settings.models_dir) / first.version)})  # fmt: skip
+    assert _base_model_path(settings) == str(base)
