@@ -182,7 +182,13 @@ def main() -> None:
     half_a, half_b, new_links = split_corpus(ROOT / "data" / "sample", args.work, args.hold_out)
     data_dir = args.work / "data"
     api_port, llm_port = find_free_port(), find_free_port()
+    from llm_engineering.infrastructure.ml.inference_engine import engine_tuning
+    from llm_engineering.settings import Settings
+
+    tuning = engine_tuning(Settings())  # what every engine of the run is started with (dtype, threads and why)
     results: dict = {"benchmark": "twin_refresh", "machine": machine(torch=False), "hold_out": new_links,
+                     "engine": {"name": "vllm", "dtype": tuning.dtype, "reasons": tuning.reasons,
+                                "extra_args": "--enforce-eager"},
                      "command": "python bench/bench_refresh.py " + " ".join(sys.argv[1:])}  # fmt: skip
     refresh_args = ["tools.twin_refresh", "--config", "configs/twin_refresh.yaml"]
     if args.max_steps:
