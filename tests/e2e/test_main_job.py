@@ -4,6 +4,7 @@ evaluation → everything it started is stopped."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -56,7 +57,10 @@ def test_main_job_answers_with_sources_and_cleans_up(tmp_path):
     # evaluation: base vs twin, a report on disk
     report = Path(re.search(r"report: (\S+report\.html)", stage[8]).group(1))
     assert report.is_file() and (report.parent / "report.json").is_file()
-    assert "voice.perplexity" in stage[8] and "twin" in stage[8]
+    # the table shows metric labels (the gate line names a rule key, whichever decided)
+    assert re.search(r"held-out perplexity\s+\d", stage[8]) and "twin" in stage[8], stage[8]
+    summary = json.loads((report.parent / "report.json").read_text())["summary"]
+    assert all(summary[m]["voice.perplexity"] > 1 for m in ("base", "twin")), summary
     # the gate's verdict names its deciding rule; every question answered is counted
     assert re.search(r"Gate: twin (PROMOTED to production|NOT promoted) — deciding rule: \S", stage[8]), stage[8]
     assert re.search(r"answered: \d+ of \d+ QA questions", stage[8]) and "degenerate answers" in stage[8]

@@ -82,5 +82,35 @@ def test_the_runtime_guard_accepts_it(sft_trainer_and_tokenizer) -> None:
     from llm_engineering.infrastructure.ml.training.sft import check_template_identity
 
     trainer, tokenizer, examples = sft_trainer_and_tokenizer
-    counts = check_template_identity(trainer, tokenizer, examples[0])
+    counts = check_template_identity(trainer, tokenizer, examples)
     assert counts["prompt_tokens"] > 10 and counts["answer_tokens"] > 10
+
+
+def test_the_guard_checks_the_first_sample_trl_keeps(sft_trainer_and_tokenizer, tmp_path: Path) -> None:
+    """A sample whose prompt alone fills max_length (a long retrieved context) is dropped by TRL: the guard
+    compares the first kept sample with its own row, not with the dropped first row (CI failed on that)."""
+    from trl import SFTConfig, SFTTrainer
+
+    from llm_engineering.infrastructure.ml.training.backends import checkpointing_field
+    from llm_engineering.infrastructure.ml.training.common import prompt_ids, to_dataset
+    from llm_engineering.infrastructure.ml.training.sft import check_template_identity
+
+    trainer, tokenizer, examples = sft_trainer_and_tokenizer
+    lengths = [len(prompt_ids(tokenizer, e["prompt"])) for e in examples]
+    longest = max(range(len(examples)), key=lengths.__getitem__)
+    shorter = [e for e, n in zip(examples, lengths, strict=True) if n < lengths[longest]]
+    ordered = [examples[longest], *shorter]
+    max_length = lengths[longest]  # the first prompt alone fills it
+    args = SFTConfig(
+        output_dir=str(tmp_path / "sft"),
+        use_cpu=True,
+        bf16=False,
+        **{checkpointing_field(): False},
+        report_to="none",
+        max_length=max_length,
+        completion_only_loss=True,
+    )
+    cut = SFTTrainer(model=trainer.model, args=args, train_dataset=to_dataset(ordered), processing_class=tokenizer)
+    assert len(cut.train_dataset) < len(ordered)  # TRL dropped the first sample
+    counts = check_template_identity(cut, tokenizer, ordered, max_length)
+    assert counts["sample"] == 2 and counts["prompt_tokens"] == lengths[examples.index(shorter[0])]

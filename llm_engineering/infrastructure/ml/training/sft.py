@@ -33,18 +33,24 @@ from llm_engineering.infrastructure.tracking.training import CometTracker, NullT
 
 
 def check_template_identity(
-    trainer: Any, tokenizer: Any, example: dict[str, Any], max_length: int | None = None
+    trainer: Any, tokenizer: Any, examples: list[dict[str, Any]], max_length: int | None = None
 ) -> dict[str, Any]:
     """The first prepared training sample must be: the serving-time prompt rendering
     (`apply_chat_template(prompt, add_generation_prompt=True)`) with its labels masked, then the answer tokens
-    ending with the end-of-turn token (unless `max_length` cut it), all trained. Raises RuntimeError otherwise."""
+    ending with the end-of-turn token (unless `max_length` cut it), all trained. Raises RuntimeError otherwise.
+
+    TRL drops a sample whose prompt alone fills `max_length` (no answer token left to learn), so the first
+    prepared sample is the first of `examples` whose prompt fits; the rows before it were dropped."""
+    index, serving = 0, prompt_ids(tokenizer, examples[0]["prompt"])
+    while max_length is not None and len(serving) >= max_length and index + 1 < len(examples):
+        index += 1
+        serving = prompt_ids(tokenizer, examples[index]["prompt"])
     prepared = trainer.train_dataset[0]
     input_ids, labels = list(prepared["input_ids"]), list(prepared["labels"])
-    serving = prompt_ids(tokenizer, example["prompt"])
     n = len(serving)
     problems = []
     if input_ids[:n] != serving:
-        problems.append("the training prompt differs from the serving-time rendering")
+        problems.append(f"the training prompt of sample {index + 1} differs from the serving-time rendering")
     if any(label != -100 for label in labels[:n]):
         problems.append("prompt tokens are not masked")
     if any(label == -100 for label in labels[n:]):
@@ -55,7 +61,7 @@ def check_template_identity(
         problems.append("the answer does not end with <|im_end|> (the model would never learn to stop)")
     if problems:
         raise RuntimeError("template identity check failed: " + "; ".join(problems))
-    return {"prompt_tokens": n, "answer_tokens": len(input_ids) - n}
+    return {"sample": index + 1, "prompt_tokens": n, "answer_tokens": len(input_ids) - n}
 
 
 def run_sft(
@@ -94,10 +100,17 @@ def run_sft(
             processing_class=prepared.tokenizer,
             peft_config=prepared.peft_config,
         )
-        template = check_template_identity(trainer, prepared.tokenizer, data.sft_train[0], config.sft.max_length)
+        template = check_template_identity(trainer, prepared.tokenizer, data.sft_train, config.sft.max_length)
         metrics: dict[str, Any] = {"template_identity": True, **{f"sample0_{k}": v for k, v in template.items()}}
         lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
         metrics["train_samples"] = len(lengths)
+        # a prompt that alone fills max_length leaves nothing to learn: TRL drops the sample
+        metrics["dropped_samples"] = len(data.sft_train) - len(lengths)
+        if metrics["dropped_samples"]:
+            logger.warning(
+                f"{metrics['dropped_samples']} of {len(data.sft_train)} SFT samples have a prompt of at least "
+                f"sft.max_length={config.sft.max_length} tokens (long retrieved context): TRL drops them"
+            )
         metrics["truncated_samples"] = sum(length >= config.sft.max_length for length in lengths)
         if metrics["truncated_samples"]:
             logger.warning(
