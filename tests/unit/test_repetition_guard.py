@@ -31,6 +31,16 @@ def test_a_repeated_sentence_is_cut_at_its_second_occurrence():
     assert result.notes and result.notes[0].startswith("repetition guard:")
 
 
+def test_a_sentence_said_again_as_part_of_an_earlier_one_is_a_repeat():
+    first = "The tokenizer splits text into tokens, which is a very efficient way to count the budget. "
+    text = GOOD + first + "A very efficient way to count the budget. " + "And then it stops."
+    result = guard_answer(text)
+    assert result.text == (GOOD + first).strip() and result.repetition.kind == "sentence"
+    # a short phrase used twice, or a sentence that only shares words with an earlier one, is not a loop
+    assert find_repetition(GOOD + "It is fast and it is cheap. " + "It is fast. ") is None
+    assert find_repetition(first + "Counting the budget in tokens is a very efficient way to work. ") is None
+
+
 def test_a_phrase_said_three_times_is_cut_and_the_answer_ends_on_a_complete_sentence():
     result = guard_answer(GOOD + LOOP * 4)
     assert result.text == (GOOD + LOOP).strip()  # said once, the sentence stays; its second time is the loop

@@ -3,8 +3,9 @@ repeating answer cleanly (at the last complete sentence before the loop) and say
 
 Decoding defaults (domain/generation.py) make loops rare; they cannot make them impossible, and vLLM has no
 n-gram blocking. What the guard calls degenerate is what the evaluation counts as degenerate
-(`application/evaluation/answer_quality.py` uses `find_repetition` too): a sentence said twice, or one word
-4-gram said three times.
+(`application/evaluation/answer_quality.py` uses `find_repetition` too): a sentence said twice (also when the
+second time is only a part of the first: the served twin said "X, which is a very efficient way to do Y." and then
+"A very efficient way to do Y."), or one word 4-gram said three times.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 NGRAM = 4
 NGRAM_REPEATS = 3
 MIN_SENTENCE_WORDS = 4  # "Yes." twice is not a loop
+CONTAINED_MIN_WORDS = 6  # a sentence inside an earlier one repeats it when it is this long (4 words is a phrase)
 
 _WORD = re.compile(r"[\w'’-]+", re.UNICODE)
 # A sentence ends at . ! ? (optionally closed by quotes/brackets/a citation) followed by whitespace, or at a line end.
@@ -56,9 +58,10 @@ def find_repetition(text: str) -> Repetition | None:
     seen: dict[str, int] = {}
     for start, end in sentence_spans(text):
         key = _normalise(text[start:end])
-        if len(key.split()) < MIN_SENTENCE_WORDS:
+        size = len(key.split())
+        if size < MIN_SENTENCE_WORDS:
             continue
-        if key in seen:
+        if key in seen or (size >= CONTAINED_MIN_WORDS and any(f" {key} " in f" {earlier} " for earlier in seen)):
             leading = len(text[start:end]) - len(text[start:end].lstrip())
             found.append(Repetition(cut=start + leading, kind="sentence", repeated=text[start:end].strip()))
             break

@@ -190,8 +190,13 @@ class TransformersChatLLM:
         stop: Sequence[str] | None,
         repetition_penalty: float | None = None,
         no_repeat_ngram_size: int | None = None,
+        frequency_penalty: float | None = None,
+        presence_penalty: float | None = None,
     ):
         import torch
+        from transformers import LogitsProcessorList
+
+        from llm_engineering.infrastructure.ml.decoding import answer_only_processors
 
         scorer = self._scorer
         scorer._load()
@@ -210,7 +215,12 @@ class TransformersChatLLM:
                 eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
                 pad_token_id=tokenizer.pad_token_id,
                 repetition_penalty=repetition_penalty or None,
-                no_repeat_ngram_size=no_repeat_ngram_size or None,
+                # penalties and n-gram blocking count the answer's tokens only, as vLLM's penalties do
+                logits_processor=LogitsProcessorList(
+                    answer_only_processors(
+                        len(ids), frequency_penalty or 0.0, presence_penalty or 0.0, no_repeat_ngram_size or 0
+                    )
+                ),
             )
         new = output[0][len(ids) :].tolist()
         text = tokenizer.decode(new, skip_special_tokens=True)
@@ -237,6 +247,8 @@ class TransformersChatLLM:
                 options.get("stop"),
                 options.get("repetition_penalty"),
                 options.get("no_repeat_ngram_size"),
+                options.get("frequency_penalty"),
+                options.get("presence_penalty"),
             )
 
     async def chat_json(self, messages: Messages, schema: dict[str, Any], **options: Any):
