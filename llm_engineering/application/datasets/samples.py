@@ -39,6 +39,10 @@ class SampleConfig(BaseModel):
     context_passages: int = Field(default=3, ge=1, description="Passages in a with-context sample (source first "
                                   "counted), as the RAG service's k")  # fmt: skip
     context_max_tokens: int = Field(default=1024, ge=1, description="Context budget (base-model tokens)")
+    header_pairs: bool = Field(
+        default=True,
+        description="A preference pair per cited span whose rejected side pastes the source's header line first",
+    )
     test_share: float = Field(default=0.2, ge=0, lt=1)
     seed: int = 42
 
@@ -266,6 +270,35 @@ def context_preference_pair(candidate: Candidate, sample: DatasetSample) -> Pref
         document_id=sample.document_id,
         kind="with_context",
         rejected_problem=problem,
+    )
+
+
+_TRAILING_CITATION = re.compile(r"\s*\[\d{1,3}\]\s*$")
+
+
+def header_preference_pair(sample: DatasetSample) -> PreferencePair | None:
+    """chosen = the author's span citing [n]; rejected = the same text opened by the source passage's header line
+    ("[n] Title (Author)") and citing nothing. Built, not sampled: a twin trained to quote its context learnt to
+    start by pasting the header (main job, 768-token training: 6 of 8 answers), which the base rarely shows in
+    its own with-context answers, so no sampled pair teaches against it."""
+    if sample.kind != "span" or not sample.with_context or sample.source_link not in sample.context_links:
+        return None
+    prompt = sample.messages[:-1]
+    _, headers = _passages_of(prompt[-1]["content"])
+    number = sample.context_links.index(sample.source_link) + 1
+    if number > len(headers):
+        return None
+    pasted = headers[number - 1] + "\n" + _TRAILING_CITATION.sub("", sample.answer)
+    return PreferencePair(
+        prompt=prompt,
+        chosen=sample.answer,
+        rejected=pasted,
+        source_link=sample.source_link,
+        author=sample.author,
+        instruction=sample.instruction,
+        document_id=sample.document_id,
+        kind="with_context",
+        rejected_problem="pasted_header",
     )
 
 

@@ -45,6 +45,7 @@ from llm_engineering.application.datasets.samples import (
     SampleConfig,
     context_preference_pair,
     context_prompt,
+    header_preference_pair,
     instruct_sample,
     preference_pair,
     split_documents,
@@ -428,6 +429,10 @@ class DatasetGenerationService:
                 pairs.append(preference_pair(candidate, extract, rejected))
             if config.preference and sample.with_context and candidate.context_rejected is not None:
                 pair = context_preference_pair(candidate, sample)
+                if pair is not None:
+                    pairs.append(pair)
+            if config.preference and config.samples.header_pairs:
+                pair = header_preference_pair(sample)
                 if pair is not None:
                     pairs.append(pair)
         documents_by_author: dict[str, set[str]] = {}

@@ -9,6 +9,7 @@ from llm_engineering.application.datasets.samples import (
     answer_span,
     context_preference_pair,
     context_prompt,
+    header_preference_pair,
     instruct_sample,
     preference_pair,
     split_documents,
@@ -154,3 +155,19 @@ def test_with_context_pairs_keep_only_what_the_base_model_gets_wrong():
     assert good is None  # a fair answer is no rejected side
     pair = pair_for("")
     assert pair.chosen == sample.answer and pair.prompt == sample.messages[:-1] and pair.kind == "with_context"
+
+
+def test_a_cited_span_gets_a_pair_against_pasting_its_source_header():
+    config = SampleConfig(with_context_share=1.0, unanswerable_share=0.0, context_passages=3)
+    sample = instruct_sample(candidate(), EXTRACT, config, WordCounter())
+    number = sample.context_links.index(EXTRACT.link) + 1
+    pair = header_preference_pair(sample)
+    assert pair.chosen == sample.answer and pair.prompt == sample.messages[:-1]
+    assert pair.rejected.splitlines()[0] == f"[{number}] Hybrid search (Ada Lovelace)"
+    assert pair.rejected.splitlines()[1] == sample.answer.removesuffix(f" [{number}]")  # pasted, citing nothing
+    assert pair.kind == "with_context" and pair.rejected_problem == "pasted_header"
+    # only a span citing its source gets one
+    unanswerable = SampleConfig(with_context_share=1.0, unanswerable_share=1.0, context_passages=3)
+    assert header_preference_pair(instruct_sample(candidate(), EXTRACT, unanswerable, WordCounter())) is None
+    plain = SampleConfig(with_context_share=0.0)
+    assert header_preference_pair(instruct_sample(candidate(), EXTRACT, plain, WordCounter())) is None

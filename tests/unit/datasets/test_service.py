@@ -51,6 +51,11 @@ def test_generates_both_datasets_grounded_split_by_document(corpus, tmp_path):
     for samples in preference.values():
         for row in samples:
             assert row.keys() >= PREFERENCE_FIELDS
+            if row["rejected_problem"] == "pasted_header":  # built: the span, opened by its source's header line
+                header, pasted = row["rejected"].split("\n", 1)
+                assert header.startswith("[") and header.endswith("(Ada Lovelace)") and "Context:" in str(row["prompt"])
+                assert row["chosen"] == f"{pasted} {header.split()[0]}"  # the span citing the header's number
+                continue
             assert row["prompt"][-1]["role"] == "user" and row["rejected"].startswith("It depends")
             if row["kind"] == "no_context":
                 assert row["chosen"] in texts[row["document_id"]]
@@ -61,6 +66,7 @@ def test_generates_both_datasets_grounded_split_by_document(corpus, tmp_path):
                 )
     kinds = report.kinds
     assert kinds["span"] and kinds.get("pairs:with_context:no_citation") and kinds["pairs:no_context"]
+    assert kinds["pairs:with_context:pasted_header"] == kinds["span"]  # one per cited span
     # No document on both sides, in either dataset.
     train_docs = {r["document_id"] for r in instruct["train"] + preference["train"]}
     test_docs = {r["document_id"] for r in instruct["test"] + preference["test"]}
@@ -149,7 +155,8 @@ def test_filters_are_counted_with_their_reasons(corpus, tmp_path):
     assert report.drops[DropReason.COPIES_ANSWER] == 1
     assert report.drops[DropReason.ROUNDTRIP_MISS] >= 1
     assert report.drops[DropReason.REJECTED_EMPTY] >= 1
-    assert report.preference.train + report.preference.test < report.instruct.train + report.instruct.test
+    sampled_pairs = report.preference.train + report.preference.test - report.kinds["pairs:with_context:pasted_header"]
+    assert sampled_pairs < report.instruct.train + report.instruct.test
 
 
 def test_near_duplicate_instructions_across_extracts_are_dropped(corpus, tmp_path):
