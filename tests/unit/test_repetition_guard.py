@@ -113,3 +113,58 @@ def test_rag_stream_stops_at_the_loop_and_reports_it():
     assert streamed.strip() == (GOOD + LOOP).strip() == done.answer
     assert streamed.count("tokenizer.") == 1 and any(n.startswith("repetition guard:") for n in done.notes)
     assert done.finish_reason == "stop"
+
+
+HEADERS = ["[1] Chunk by Tokens, Not Characters (Ada Lovelace)", "[2] tiny-rag (Ada Lovelace)"]
+QUOTE = "The embedding model has a hard limit of 256 tokens. Anything longer is silently truncated."
+
+
+def test_a_pasted_header_line_is_removed_and_becomes_a_citation():
+    result = guard_answer(f"{HEADERS[0]}\n{QUOTE}", "stop", HEADERS)
+    assert result.text == f"{QUOTE} [1]" and result.pasted_headers == (1,)
+    assert result.notes == ["header guard: removed a pasted passage header line ([1])"]
+    # the title line without its number, and a colon after the number, are the same furniture
+    title_only = f"Chunk by Tokens, Not Characters (Ada Lovelace)\n{QUOTE}"
+    assert guard_answer(title_only, None, HEADERS).text == f"{QUOTE} [1]"
+    assert guard_answer(f"[2]: tiny-rag (Ada Lovelace)\n{QUOTE} [1]", None, HEADERS).text == f"{QUOTE} [1]"
+    # a made-up passage's header is dropped without a citation; a text with no header is left alone
+    made_up = guard_answer(f"[4] Serving (Ada Lovelace)\n{QUOTE}", None, HEADERS)
+    assert made_up.text == QUOTE and "a passage that does not exist" in made_up.notes[0]
+    assert guard_answer(f"{QUOTE} [2]", None, HEADERS).text == f"{QUOTE} [2]"
+    assert guard_answer(f"{HEADERS[0]}\n{QUOTE}").text == f"{HEADERS[0]}\n{QUOTE}"  # no headers given: no guard
+
+
+def test_the_streaming_guard_never_sends_a_pasted_header():
+    guard = StreamingGuard(HEADERS)
+    sent = ""
+    pieces = ("[1] Chunk by", " Tokens, Not Characters (Ada", " Lovelace)\nThe embedding model has", " a hard limit",
+              " of 256 tokens. Anything longer", " is silently truncated.")  # fmt: skip
+    for piece in pieces:
+        sent += guard.feed(piece)
+        assert "[1] Chunk" not in sent and "Lovelace)" not in sent
+    sent += guard.finish("stop")
+    assert sent == f"{QUOTE} [1]" and guard.result("stop").text == f"{QUOTE} [1]"
+    assert guard.result("stop").pasted_headers == (1,)
+
+
+def test_rag_answer_and_stream_never_show_a_pasted_header_and_cite_its_passage():
+    pasted = "[1] Ada Lovelace on chunking (Ada Lovelace)\n" + TOPICS[("Ada Lovelace", "chunking")]
+    llm = ScriptedLLM(answer=pasted, json_answers={"query_expansion": {"queries": []}})
+    service, _, _ = fake_services(fake_rag_corpus(TOPICS), llm)
+    question = "Why should documents be chunked by tokens?"
+    answer = asyncio.run(service.answer(question))
+    expected = TOPICS[("Ada Lovelace", "chunking")] + " [1]"
+    assert answer.answer == expected and answer.sources[0].cited
+    assert any(n.startswith("header guard:") for n in answer.notes)
+
+    async def collect():
+        deltas, done = [], None
+        async for event in service.stream(question):
+            if event.kind == "delta":
+                deltas.append(event.data)
+            elif event.kind == "done":
+                done = event.data
+        return "".join(deltas), done
+
+    streamed, done = asyncio.run(collect())
+    assert streamed == expected == done.answer and "(Ada Lovelace)" not in streamed

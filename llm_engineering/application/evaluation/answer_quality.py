@@ -16,7 +16,7 @@ from typing import Any
 
 from llm_engineering.application.evaluation.results import GeneratedAnswer, mean
 from llm_engineering.application.evaluation.text_metrics import content_words
-from llm_engineering.application.rag.repetition import copies_header, degenerate
+from llm_engineering.application.rag.repetition import HEADER_NOTE, copies_header, degenerate
 
 GUARD_NOTE = "repetition guard:"
 MIN_WORDS = 3
@@ -65,7 +65,10 @@ def answer_metrics(answer: GeneratedAnswer) -> dict[str, float | None]:
     return {
         "answer.degenerate": float(served_loops or guarded),
         "answer.served_degenerate": float(served_loops),
-        "answer.copied_header": float(copies_header(text, passage_headers(answer))),
+        # the model pasted a header even when the serving guard kept it from the reader (as for loops)
+        "answer.copied_header": float(
+            copies_header(text, passage_headers(answer)) or any(n.startswith(HEADER_NOTE) for n in answer.notes)
+        ),
         "answer.empty": float(len(text.split()) < MIN_WORDS),
         "answer.fact_recall": fact_recall(text, answer.reference) if answer.reference else None,
         "answer.cited": float(bool(citations.get("citations"))),

@@ -413,7 +413,7 @@ class RAGService:
                 )
                 self._record_generation(stage, generation)
             if self.config.repetition_guard:
-                guarded = guard_answer(generation.text, generation.finish_reason)
+                guarded = guard_answer(generation.text, generation.finish_reason, self._headers(prepared))
                 if guarded.repetition is not None:
                     generation.finish_reason = "stop"
                 generation.text = guarded.text
@@ -433,7 +433,7 @@ class RAGService:
             pieces: list[str] = []
             sources_sent = False
             # Sentence by sentence when guarded: a repeated sentence is never sent, the stream ends before it.
-            guard = StreamingGuard() if self.config.repetition_guard else None
+            guard = StreamingGuard(self._headers(prepared)) if self.config.repetition_guard else None
             with trace.stage("generation", input={"messages": prepared.messages}, span_type="llm") as stage:
                 deltas = self.llm.stream_chat(
                     prepared.messages, **self._generation_options(prepared, options.get("temperature"))
@@ -474,6 +474,11 @@ class RAGService:
                 yield RAGEvent("sources", prepared.sources)
             answer = self._answer_model(prepared, trace, generation)
         yield RAGEvent("done", self._finish(trace, answer))
+
+    @staticmethod
+    def _headers(prepared: _Prepared) -> list[str]:
+        """The passages' header lines as the prompt shows them (what a pasted header is recognised by)."""
+        return [f"[{source.number}] {source.title} ({source.author})" for source in prepared.sources]
 
     async def check_ready(self) -> dict[str, dict[str, Any]]:
         """{"warehouse"|"vector_store"|"llm": {"ok": bool, "detail": str}} — each checked independently."""

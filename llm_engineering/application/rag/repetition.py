@@ -6,6 +6,11 @@ n-gram blocking. What the guard calls degenerate is what the evaluation counts a
 (`application/evaluation/answer_quality.py` uses `find_repetition` too): a sentence said twice (also when the
 second time is only a part of the first: the served twin said "X, which is a very efficient way to do Y." and then
 "A very efficient way to do Y."), or one word 4-gram said three times.
+
+The same guard drops a line that pastes a passage's header ("[2] Title (Author)", the prompt's furniture) and,
+when the answer then cites nothing, cites that passage ([2]) at its end: a model that learnt to quote its
+context tends to start by copying the header above the passage it quotes. The evaluation still counts such an
+answer as a copied header (the model did it; the reader did not see it).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+
+from llm_engineering.domain.prompts import cited_numbers
 
 NGRAM = 4
 NGRAM_REPEATS = 3
@@ -89,40 +96,102 @@ def end_cleanly(text: str, limit: int | None = None) -> str:
     return trimmed[: trimmed.rfind(" ")].rstrip(" ,;:-") if " " in trimmed else trimmed
 
 
+HEADER_NOTE = "header guard:"
+
+
 @dataclass(frozen=True)
 class GuardResult:
     text: str
     repetition: Repetition | None = None
     trimmed_at_limit: bool = False
+    pasted_headers: tuple[int, ...] = ()  # the passage numbers of the header lines dropped (0: a made-up one)
 
     @property
     def notes(self) -> list[str]:
         notes = [self.repetition.note()] if self.repetition else []
         if self.trimmed_at_limit:
             notes.append("answer reached the token limit: ended at its last complete sentence")
+        if self.pasted_headers:
+            named = ", ".join(f"[{n}]" if n else "a passage that does not exist" for n in self.pasted_headers)
+            notes.append(f"{HEADER_NOTE} removed a pasted passage header line ({named})")
         return notes
 
 
-def guard_answer(text: str, finish_reason: str | None = None) -> GuardResult:
+def guard_answer(text: str, finish_reason: str | None = None, headers: Sequence[str] = ()) -> GuardResult:
     """The answer a user may see: cut before a repetition; an answer cut by the token limit ends at its last
-    complete sentence (not mid-word, not on "The answer is:")."""
+    complete sentence (not mid-word, not on "The answer is:"); with the passages' `headers`, no pasted header."""
     repetition = find_repetition(text)
+    trimmed = False
     if repetition is not None:
-        return GuardResult(text=end_cleanly(text, repetition.cut), repetition=repetition)
-    if finish_reason == "length":
+        text = end_cleanly(text, repetition.cut)
+    elif finish_reason == "length":
         ended = end_cleanly(text, len(text))
-        if ended != text.rstrip():
-            return GuardResult(text=ended, trimmed_at_limit=True)
-    return GuardResult(text=text)
+        trimmed = ended != text.rstrip()
+        text = ended if trimmed else text
+    text, pasted = strip_pasted_headers(text, headers)
+    if pasted:
+        text = cite_pasted(text, pasted, len(headers))
+    return GuardResult(text=text, repetition=repetition, trimmed_at_limit=trimmed, pasted_headers=tuple(pasted))
+
+
+_PASTED_HEADER = re.compile(r"^\[(\d{1,3})\]:?\s+\S.{0,200}\([^()]{2,80}\)$")
+
+
+def _header_number(line: str, known: dict[str, int], passages: int) -> int | None:
+    """The passage number a header-like line names (0: a made-up passage), None when it is not a header line."""
+    flat = " ".join(line.strip().strip("*#").split()).rstrip(":")
+    if not flat:
+        return None
+    if flat.lower() in known:
+        return known[flat.lower()]
+    match = _PASTED_HEADER.match(flat)
+    if match is None:
+        return None
+    number = int(match.group(1))
+    return number if 1 <= number <= passages else 0
+
+
+def strip_pasted_headers(text: str, headers: Sequence[str]) -> tuple[str, list[int]]:
+    """`text` without its lines that paste a passage header, and the numbers those lines named. Only with the
+    passages' headers (`[n] Title (Author)`, as in the prompt): they say which lines are furniture."""
+    if not headers:
+        return text, []
+    known: dict[str, int] = {}
+    for number, header in enumerate(headers, start=1):
+        flat = " ".join(header.split())
+        known[flat.lower()] = number
+        known[re.sub(r"^\[\d{1,3}\]\s*", "", flat).lower()] = number  # the title line without its number
+    kept, pasted = [], []
+    for line in text.splitlines(keepends=True):
+        number = _header_number(line, known, len(headers))
+        if number is None:
+            kept.append(line)
+        else:
+            pasted.append(number)
+    if not pasted:
+        return text, []
+    return "".join(kept).strip(), pasted
+
+
+def cite_pasted(text: str, pasted: Sequence[int], available: int) -> str:
+    """An answer that pasted the header of passage n and cites nothing cites [n] at its end."""
+    real = [n for n in pasted if n]
+    if not text.strip() or not real or cited_numbers(text, available):
+        return text
+    return f"{text.rstrip()} [{real[0]}]"
 
 
 class StreamingGuard:
     """The guard over a stream: text is released sentence by sentence, so a repeated sentence (or a phrase's
-    third time) is never sent; `feed` returns what may be sent now, `stopped` says the stream must end."""
+    third time) is never sent; `feed` returns what may be sent now, `stopped` says the stream must end. With the
+    passages' `headers`, a line that opens like a header ("[") is held until complete and dropped if it is one."""
 
-    def __init__(self) -> None:
+    def __init__(self, headers: Sequence[str] = ()) -> None:
         self.text = ""
         self.sent = 0
+        self.out = ""
+        self.headers = list(headers)
+        self.pasted: list[int] = []
         self.repetition: Repetition | None = None
 
     @property
@@ -140,28 +209,51 @@ class StreamingGuard:
         else:
             spans = sentence_spans(self.text)
             end = spans[-1][1] if spans else 0
+            end = self._hold_open_header_line(end)
         return self._release(end)
 
     def finish(self, finish_reason: str | None = None) -> str:
         """What is left to send once the model has stopped."""
         if self.stopped:
-            return ""
+            return self._cite()
         result = guard_answer(self.text, finish_reason)
-        return self._release(max(self.sent, len(result.text)))
+        return self._release(max(self.sent, len(result.text))) + self._cite()
+
+    def _hold_open_header_line(self, end: int) -> int:
+        if not self.headers:
+            return end
+        line_start = self.text.rfind("\n", 0, len(self.text)) + 1
+        open_line = self.text[line_start:]
+        if "\n" not in open_line and open_line.lstrip(" *#").startswith("[") and end > line_start:
+            return max(self.sent, line_start)
+        return end
 
     def _release(self, end: int) -> str:
         if end <= self.sent:
             return ""
         piece, self.sent = self.text[self.sent : end], end
+        if self.headers:
+            kept, pasted = strip_pasted_headers(piece, self.headers)
+            if pasted:
+                self.pasted.extend(pasted)
+                piece = ("" if not self.out else "\n") + kept if kept else ""
+        self.out += piece
         return piece
+
+    def _cite(self) -> str:
+        cited = cite_pasted(self.out, self.pasted, len(self.headers))
+        if cited == self.out:
+            return ""
+        extra, self.out = cited[len(self.out.rstrip()) :], cited
+        return extra
 
     def result(self, finish_reason: str | None = None) -> GuardResult:
         """The answer as sent, with the guard's findings."""
-        sent = self.text[: self.sent]
+        text = self.out.rstrip()
         if self.repetition is not None:
-            return GuardResult(text=sent.rstrip(), repetition=self.repetition)
+            return GuardResult(text=text, repetition=self.repetition, pasted_headers=tuple(self.pasted))
         full = guard_answer(self.text, finish_reason)
-        return GuardResult(text=sent.rstrip(), trimmed_at_limit=full.trimmed_at_limit)
+        return GuardResult(text=text, trimmed_at_limit=full.trimmed_at_limit, pasted_headers=tuple(self.pasted))
 
 
 async def guarded_stream(pieces: AsyncIterator[str]) -> AsyncIterator[str]:
