@@ -258,10 +258,13 @@ def context_preference_pair(candidate: Candidate, sample: DatasetSample) -> Pref
     passages, headers = _passages_of(user)
     source = None if sample.kind == "unanswerable" else sample.context_links.index(sample.source_link) + 1
     problem = context_answer_problem(rejected, passages, headers, source)
-    if problem is None:
-        return None
+    return None if problem is None else _with_context_pair(sample, rejected, problem)
+
+
+def _with_context_pair(sample: DatasetSample, rejected: str, problem: str) -> PreferencePair:
+    """A with-context pair: the sample's prompt and grounded answer (chosen) against `rejected`."""
     return PreferencePair(
-        prompt=prompt,
+        prompt=sample.messages[:-1],
         chosen=sample.answer,
         rejected=rejected,
         source_link=sample.source_link,
@@ -289,17 +292,7 @@ def header_preference_pair(sample: DatasetSample) -> PreferencePair | None:
     if number > len(headers):
         return None
     pasted = headers[number - 1] + "\n" + _TRAILING_CITATION.sub("", sample.answer)
-    return PreferencePair(
-        prompt=prompt,
-        chosen=sample.answer,
-        rejected=pasted,
-        source_link=sample.source_link,
-        author=sample.author,
-        instruction=sample.instruction,
-        document_id=sample.document_id,
-        kind="with_context",
-        rejected_problem="pasted_header",
-    )
+    return _with_context_pair(sample, pasted, "pasted_header")
 
 
 def _passages_of(user: str) -> tuple[list[str], list[str]]:
