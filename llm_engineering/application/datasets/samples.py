@@ -20,7 +20,7 @@ from llm_engineering.domain.prompts import (
     UNANSWERED_ANSWER,
     ContextPassage,
     build_sft_messages,
-    cite_source,
+    cite_first_sentence,
     cited_numbers,
     format_passage,
     preference_prompt,
@@ -115,11 +115,16 @@ def answer_span(question: str, extract: str, max_words: int = 60) -> str:
     extended by the sentences that follow it in the same run while they fit `max_words` (the extract's own words,
     in order). Code and headings are left out unless the question asks for code; an extract with no prose sentence
     is kept whole."""
+    return " ".join(answer_span_sentences(question, extract, max_words))
+
+
+def answer_span_sentences(question: str, extract: str, max_words: int = 60) -> list[str]:
+    """`answer_span`'s sentences (one item: the whole extract, for code or an extract without prose)."""
     if _content(question) & _CODE_WORDS:
-        return extract.strip()
+        return [extract.strip()]
     sentences = prose_sentences(extract)
     if not sentences:
-        return extract.strip()
+        return [extract.strip()]
     wanted = _content(question)
     scores = [len(_content(text) & wanted) - 0.01 * i for i, (text, _) in enumerate(sentences)]
     start = max(range(len(sentences)), key=lambda i: scores[i])
@@ -131,7 +136,7 @@ def answer_span(question: str, extract: str, max_words: int = 60) -> str:
             break
         chosen.append(text)
         words += size
-    return " ".join(chosen)
+    return chosen
 
 
 def context_prompt(
@@ -191,8 +196,8 @@ def instruct_sample(
         if source_number is None:
             answer, kind = UNANSWERED_ANSWER, "unanswerable"
         else:
-            span = answer_span(candidate.instruction, extract.text, config.span_max_words)
-            answer, kind = cite_source(span, source_number), "span"
+            span = answer_span_sentences(candidate.instruction, extract.text, config.span_max_words)
+            answer, kind = cite_first_sentence(span, source_number), "span"
         messages = build_sft_messages(candidate.instruction, answer, passages)
         return DatasetSample(
             answer=answer,
@@ -202,15 +207,28 @@ def instruct_sample(
             kind=kind,
             **common,
         )
-    answer = extract.text.strip()
+    answer = without_headings(extract.text)
     return DatasetSample(answer=answer, messages=build_sft_messages(candidate.instruction, answer), **common)
+
+
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
+
+
+def without_headings(text: str) -> str:
+    """The extract as an answer: the Markdown heading lines it opens with left out. A heading is the page's
+    furniture, not an answer; a twin trained on extracts that open with one opens its answers with one. (Only the
+    opening ones: the answer stays one contiguous run of the author's text.)"""
+    lines = text.strip().split("\n")
+    while lines and (_HEADING.match(lines[0]) or not lines[0].strip()):
+        lines.pop(0)
+    return "\n".join(lines).strip() or text.strip()
 
 
 def preference_pair(candidate: Candidate, extract: Extract, rejected: str) -> PreferencePair:
     """chosen = the author's extract, rejected = the base model's answer; prompt = the twin's no-context chat."""
     return PreferencePair(
         prompt=preference_prompt(candidate.instruction),
-        chosen=extract.text.strip(),
+        chosen=without_headings(extract.text),
         rejected=rejected.strip(),
         source_link=extract.link,
         author=extract.author,
@@ -276,7 +294,7 @@ def _with_context_pair(sample: DatasetSample, rejected: str, problem: str) -> Pr
     )
 
 
-_TRAILING_CITATION = re.compile(r"\s*\[\d{1,3}\]\s*$")
+_CITATION_MARK = re.compile(r"\s*\[\d{1,3}\]")
 
 
 def header_preference_pair(sample: DatasetSample) -> PreferencePair | None:
@@ -291,7 +309,7 @@ def header_preference_pair(sample: DatasetSample) -> PreferencePair | None:
     number = sample.context_links.index(sample.source_link) + 1
     if number > len(headers):
         return None
-    pasted = headers[number - 1] + "\n" + _TRAILING_CITATION.sub("", sample.answer)
+    pasted = headers[number - 1] + "\n" + _CITATION_MARK.sub("", sample.answer)
     return _with_context_pair(sample, pasted, "pasted_header")
 
 

@@ -133,9 +133,10 @@ def _flat(text: str) -> str:
 
 
 def _quoted(answer: str) -> str:
-    """The author's words in an answer: without the trailing `[n]` citation of a with-context answer, and with
-    one space between words (a span joins the author's consecutive sentences, whatever line breaks they had)."""
-    return _flat(re.sub(r"\s*\[\d+\]\s*$", "", answer))
+    """The author's words in an answer: without the `[n]` citation of a with-context answer (in its first
+    sentence), and with one space between words (a span joins the author's consecutive sentences, whatever line
+    breaks they had)."""
+    return _flat(re.sub(r"\s*\[\d+\]", "", answer))
 
 
 def _cleaned_documents(settings):

@@ -63,7 +63,7 @@ def test_with_context_the_answer_cites_its_source_among_shuffled_distractors():
         user = sample.messages[1]["content"]
         number = sample.context_links.index(EXTRACT.link) + 1
         assert f"[{number}] Hybrid search (Ada Lovelace)\n{EXTRACT.text}" in user
-        assert sample.answer == f"{EXTRACT.text} [{number}]"
+        assert sample.answer == f"{EXTRACT.text.removesuffix('.')} [{number}]."  # the first sentence cites it
         assert cited_numbers(sample.answer, 3) == [number]
         assert sample.messages[-1] == {"role": "assistant", "content": sample.answer}
         assert user.endswith(f"Question: {sample.instruction}")
@@ -164,10 +164,32 @@ def test_a_cited_span_gets_a_pair_against_pasting_its_source_header():
     pair = header_preference_pair(sample)
     assert pair.chosen == sample.answer and pair.prompt == sample.messages[:-1]
     assert pair.rejected.splitlines()[0] == f"[{number}] Hybrid search (Ada Lovelace)"
-    assert pair.rejected.splitlines()[1] == sample.answer.removesuffix(f" [{number}]")  # pasted, citing nothing
+    assert pair.rejected.splitlines()[1] == sample.answer.replace(f" [{number}]", "")  # pasted, citing nothing
     assert pair.kind == "with_context" and pair.rejected_problem == "pasted_header"
     # only a span citing its source gets one
     unanswerable = SampleConfig(with_context_share=1.0, unanswerable_share=1.0, context_passages=3)
     assert header_preference_pair(instruct_sample(candidate(), EXTRACT, unanswerable, WordCounter())) is None
     plain = SampleConfig(with_context_share=0.0)
     assert header_preference_pair(instruct_sample(candidate(), EXTRACT, plain, WordCounter())) is None
+
+
+def test_a_span_cites_its_first_sentence():
+    from llm_engineering.domain.prompts import cite_first_sentence
+
+    sentences = ["The model reads 256 tokens.", "Anything longer is cut!", "Count in tokens"]
+    cited = cite_first_sentence(sentences, 2)
+    assert cited == "The model reads 256 tokens [2]. Anything longer is cut! Count in tokens"
+    assert cite_first_sentence(['He said "chunk by tokens."'], 1) == 'He said "chunk by tokens [1]."'
+    assert cite_first_sentence(["def f(): pass"], 3) == "def f(): pass [3]"  # code, no closing mark: at the end
+
+
+def test_an_extract_answer_does_not_open_with_its_heading():
+    from llm_engineering.application.datasets.samples import without_headings
+
+    assert without_headings("## Sizes\n\nThe warehouse is 2.1 GB.\n\n## Next\n\nMore.") == (
+        "The warehouse is 2.1 GB.\n\n## Next\n\nMore."  # one contiguous run of the author's text
+    )
+    assert without_headings("# Only a heading") == "# Only a heading"
+    extract = EXTRACT.model_copy(update={"text": "## Fusion\n\n" + EXTRACT.text})
+    sample = instruct_sample(candidate(), extract, SampleConfig(with_context_share=0.0), WordCounter())
+    assert sample.answer == EXTRACT.text and preference_pair(candidate(), extract, "No.").chosen == EXTRACT.text

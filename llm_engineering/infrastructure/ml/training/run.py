@@ -82,15 +82,20 @@ class TrainingReport(BaseModel):
             ("SFT test loss before -> after", f"{_r(sft.get('eval_loss_before'))} -> {_r(sft.get('eval_loss'))}"),
             ("SFT s/step, tokens/s", f"{_r(sft.get('s_per_step'))}, {_r(sft.get('tokens_per_s'))}"),
         ]
+        if sft.get("eval_loss") is None:  # sft.eval off: the evaluation step measures the test split
+            rows = [row for row in rows if row[0] != "SFT test loss before -> after"]
         if self.dpo:
             rows += [
                 ("DPO steps", dpo.get("global_step")),
                 ("DPO loss first -> last", f"{_r(dpo.get('first_logged_loss'))} -> {_r(dpo.get('last_logged_loss'))}"),
                 ("DPO train reward accuracy (last)", _r(dpo.get("train_rewards_accuracies"))),
-                ("DPO test reward accuracy", _r(dpo.get("eval_rewards_accuracies"))),
-                ("DPO test reward margin", _r(dpo.get("eval_rewards_margins"))),
-                ("DPO s/step, tokens/s", f"{_r(dpo.get('s_per_step'))}, {_r(dpo.get('tokens_per_s'))}"),
             ]
+            if dpo.get("eval_rewards_accuracies") is not None:  # dpo.eval on
+                rows += [
+                    ("DPO test reward accuracy", _r(dpo.get("eval_rewards_accuracies"))),
+                    ("DPO test reward margin", _r(dpo.get("eval_rewards_margins"))),
+                ]
+            rows.append(("DPO s/step, tokens/s", f"{_r(dpo.get('s_per_step'))}, {_r(dpo.get('tokens_per_s'))}"))
         rows += [
             ("registered", f"{self.registered.name}:{self.registered.version}" if self.registered else "no"),
             ("twin checkpoint", self.model_path),
