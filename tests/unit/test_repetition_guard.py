@@ -121,6 +121,7 @@ def test_a_pasted_header_line_is_removed_and_becomes_a_citation():
     # a made-up passage's header is dropped without a citation; a text with no header is left alone
     made_up = guard_answer(f"[4] Serving (Ada Lovelace)\n{QUOTE}", None, HEADERS)
     assert made_up.text == QUOTE and "a passage that does not exist" in made_up.notes[0]
+    assert guard_answer(f"[4] A note on the dense side\n{QUOTE}", None, HEADERS).text == QUOTE  # no (Author)
     assert guard_answer(f"{QUOTE} [2]", None, HEADERS).text == f"{QUOTE} [2]"
     assert guard_answer(f"{HEADERS[0]}\n{QUOTE}").text == f"{HEADERS[0]}\n{QUOTE}"  # no headers given: no guard
 

@@ -135,6 +135,7 @@ def guard_answer(text: str, finish_reason: str | None = None, headers: Sequence[
 
 
 _PASTED_HEADER = re.compile(r"^\[(\d{1,3})\]:?\s+\S.{0,200}\([^()]{2,80}\)$")
+_NUMBERED_LINE = re.compile(r"^\[(\d{1,3})\]:?\s+\S")
 
 
 def _header_number(line: str, known: dict[str, int], passages: int) -> int | None:
@@ -145,10 +146,14 @@ def _header_number(line: str, known: dict[str, int], passages: int) -> int | Non
     if flat.lower() in known:
         return known[flat.lower()]
     match = _PASTED_HEADER.match(flat)
-    if match is None:
-        return None
-    number = int(match.group(1))
-    return number if 1 <= number <= passages else 0
+    if match is not None:
+        number = int(match.group(1))
+        return number if 1 <= number <= passages else 0
+    # a short title-like line under a number no passage has: a made-up passage's header ("[4] A note on ...")
+    invented = _NUMBERED_LINE.match(flat)
+    if invented and int(invented.group(1)) > passages and len(flat.split()) <= 12:
+        return 0
+    return None
 
 
 def strip_pasted_headers(text: str, headers: Sequence[str]) -> tuple[str, list[int]]:
