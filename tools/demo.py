@@ -371,26 +371,29 @@ def _answer_over_http(settings, question: str, show: bool = True) -> dict:
         return _ask_over_http(api.url, question, settings.inference_request_timeout_s + 30, show=show)
 
 
+# The evaluation's metrics the main job shows and records (main_job.json → evaluation.summary.<model>.<key>).
+EVALUATION_KEYS = (
+    "voice.perplexity",
+    "voice.dpo_reward_accuracy",
+    "style.distance",
+    "answer.degenerate_rate",
+    "answer.copied_header_rate",
+    "answer.empty_rate",
+    "answer.fact_recall",
+    "answer.cited_rate",
+    "answer.supported_rate",
+    "rag.rouge_l",
+    "rag.citation_valid_rate",
+)
+
+
 def _evaluate(settings, config_path: Path, dataset_dir: Path) -> dict:
     from llm_engineering.application.evaluation.config import load_evaluation_config
     from llm_engineering.application.evaluation.report import text_table
     from tools.evaluate import run
 
     report = run(settings, load_evaluation_config(config_path), None, str(dataset_dir), None, None)
-    keys = [
-        "voice.perplexity",
-        "voice.dpo_reward_accuracy",
-        "style.distance",
-        "answer.degenerate_rate",
-        "answer.copied_header_rate",
-        "answer.empty_rate",
-        "answer.fact_recall",
-        "answer.cited_rate",
-        "answer.supported_rate",
-        "rag.rouge_l",
-        "rag.citation_valid_rate",
-    ]
-    keys = [k for k in keys if any(report.summary[m].get(k) is not None for m in report.summary)]
+    keys = [k for k in EVALUATION_KEYS if any(report.summary[m].get(k) is not None for m in report.summary)]
     click.echo(text_table(report, keys=keys, models=["base", "twin"]))
     qa = report.qa
     click.echo(f"answered: {qa.get('answered')} of {qa.get('with_reference')} QA questions with a reference answer")

@@ -119,7 +119,9 @@ def test_the_main_job_writes_every_key_the_docs_quote_from_main_job_json(tmp_pat
         timings_s={"sft": 331.0, "dpo": 265.0},
         metrics=lambda: {"sft/global_step": 40, "dpo/global_step": 20, "sft/eval_loss": 3.75},
     )
-    facts = {"finished": True, "training": demo._training_facts(report), "datasets": {"extracts": 3}}
+    summary = {model: dict.fromkeys(demo.EVALUATION_KEYS, 0.5) for model in ("base", "twin")}
+    facts = {"finished": True, "training": demo._training_facts(report), "datasets": {"extracts": 3},
+             "evaluation": {"summary": summary}}  # fmt: skip
     results = demo._write_results(SimpleNamespace(data_dir=tmp_path / "data"), watch, facts, "evaluation", True)
     assert json.loads((tmp_path / "bench" / "results" / "main_job.json").read_text(encoding="utf-8")) == results
     assert (tmp_path / "data" / "main_job.json").is_file()
