@@ -74,8 +74,13 @@ class ContextPassage:
     text: str
 
 
+def passage_header(number: int, title: str, author: str) -> str:
+    """A passage's header line as the prompt shows it ("[2] Title (Author)")."""
+    return f"[{number}] {title} ({author})"
+
+
 def format_passage(passage: ContextPassage) -> str:
-    text = f"[{passage.number}] {passage.title} ({passage.author})\n{passage.text.strip()}"
+    text = f"{passage_header(passage.number, passage.title, passage.author)}\n{passage.text.strip()}"
     return neutralize_control_tokens(text)  # crawled text is untrusted too
 
 
@@ -127,6 +132,12 @@ def build_sft_messages(instruction: str, answer: str, context: Sequence[ContextP
 
 
 _CITATION = re.compile(r"\[(\d{1,3})\]")
+_CITATION_MARK = re.compile(r"\s*\[\d{1,3}\]")
+
+
+def without_citations(text: str) -> str:
+    """`text` without its citation markers ("tokens [1]. More" -> "tokens. More")."""
+    return _CITATION_MARK.sub("", text)
 
 
 def cited_numbers(answer: str, available: int) -> list[int]:

@@ -24,6 +24,7 @@ from llm_engineering.domain.prompts import (
     cited_numbers,
     format_passage,
     preference_prompt,
+    without_citations,
 )
 
 
@@ -294,9 +295,6 @@ def _with_context_pair(sample: DatasetSample, rejected: str, problem: str) -> Pr
     )
 
 
-_CITATION_MARK = re.compile(r"\s*\[\d{1,3}\]")
-
-
 def header_preference_pair(sample: DatasetSample) -> PreferencePair | None:
     """chosen = the author's span citing [n]; rejected = the same text opened by the source passage's header line
     ("[n] Title (Author)") and citing nothing. Built, not sampled: a twin trained to quote its context learnt to
@@ -309,7 +307,7 @@ def header_preference_pair(sample: DatasetSample) -> PreferencePair | None:
     number = sample.context_links.index(sample.source_link) + 1
     if number > len(headers):
         return None
-    pasted = headers[number - 1] + "\n" + _CITATION_MARK.sub("", sample.answer)
+    pasted = headers[number - 1] + "\n" + without_citations(sample.answer)
     return _with_context_pair(sample, pasted, "pasted_header")
 
 

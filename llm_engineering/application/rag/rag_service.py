@@ -46,6 +46,7 @@ from llm_engineering.domain.prompts import (
     CHATML_TOKENS_PER_MESSAGE,
     build_rag_messages,
     cited_numbers,
+    passage_header,
     rag_answer_stop,
 )
 from llm_engineering.domain.redaction import safe_link
@@ -478,7 +479,7 @@ class RAGService:
     @staticmethod
     def _headers(prepared: _Prepared) -> list[str]:
         """The passages' header lines as the prompt shows them (what a pasted header is recognised by)."""
-        return [f"[{source.number}] {source.title} ({source.author})" for source in prepared.sources]
+        return [passage_header(source.number, source.title, source.author) for source in prepared.sources]
 
     async def check_ready(self) -> dict[str, dict[str, Any]]:
         """{"warehouse"|"vector_store"|"llm": {"ok": bool, "detail": str}} — each checked independently."""

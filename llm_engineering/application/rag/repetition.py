@@ -134,7 +134,8 @@ def guard_answer(text: str, finish_reason: str | None = None, headers: Sequence[
     return GuardResult(text=text, repetition=repetition, trimmed_at_limit=trimmed, pasted_headers=tuple(pasted))
 
 
-_PASTED_HEADER = re.compile(r"^\[(\d{1,3})\]:?\s+\S.{0,200}\([^()]{2,80}\)$")
+# "[n] Title (Author)" on a line of its own (also "[n]: …"): the prompt's passage header, pasted.
+_HEADER_LINE = re.compile(r"^\[(\d{1,3})\]:?\s+\S.{0,200}\([^()]{2,80}\)$")
 _NUMBERED_LINE = re.compile(r"^\[(\d{1,3})\]:?\s+\S")
 
 
@@ -145,7 +146,7 @@ def _header_number(line: str, known: dict[str, int], passages: int) -> int | Non
         return None
     if flat.lower() in known:
         return known[flat.lower()]
-    match = _PASTED_HEADER.match(flat)
+    match = _HEADER_LINE.match(flat)
     if match is not None:
         number = int(match.group(1))
         return number if 1 <= number <= passages else 0
@@ -227,9 +228,8 @@ class StreamingGuard:
     def _hold_open_header_line(self, end: int) -> int:
         if not self.headers:
             return end
-        line_start = self.text.rfind("\n", 0, len(self.text)) + 1
-        open_line = self.text[line_start:]
-        if "\n" not in open_line and open_line.lstrip(" *#").startswith("[") and end > line_start:
+        line_start = self.text.rfind("\n") + 1  # the last line, not yet ended
+        if end > line_start and self.text[line_start:].lstrip(" *#").startswith("["):
             return max(self.sent, line_start)
         return end
 
@@ -237,11 +237,10 @@ class StreamingGuard:
         if end <= self.sent:
             return ""
         piece, self.sent = self.text[self.sent : end], end
-        if self.headers:
-            kept, pasted = strip_pasted_headers(piece, self.headers)
-            if pasted:
-                self.pasted.extend(pasted)
-                piece = ("" if not self.out else "\n") + kept if kept else ""
+        kept, pasted = strip_pasted_headers(piece, self.headers)
+        if pasted:
+            self.pasted.extend(pasted)
+            piece = f"\n{kept}" if kept and self.out else kept  # the header's line goes, its text stays
         self.out += piece
         return piece
 
@@ -288,6 +287,3 @@ def copies_header(text: str, headers: Sequence[str] = ()) -> bool:
         if line and (line in known or _HEADER_LINE.match(line)):
             return True
     return False
-
-
-_HEADER_LINE = re.compile(r"^\[\d{1,3}\]\s+\S.{0,200}\([^()]{2,80}\)$")

@@ -24,10 +24,10 @@ from llm_engineering.application.preprocessing.chunking import (
     index_text,
 )
 from llm_engineering.domain.chunks import CleanedDocument
+from llm_engineering.domain.prompts import without_citations
 from llm_engineering.domain.types import DataCategory
 
 _WORD = re.compile(r"\w+")
-_CITATION = re.compile(r"\s*\[\d+\]\s*$")
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def build_examples(
         if not candidates:
             report.dropped["source_not_indexed"] += 1
             continue
-        answer = _words(_CITATION.sub("", str(row.get("answer") or "")))
+        answer = _words(without_citations(str(row.get("answer") or "")))
         if not answer:
             report.dropped["empty_answer"] += 1
             continue

@@ -79,11 +79,11 @@ class TrainingReport(BaseModel):
             ("backend", f"{self.backend.name} / {self.backend.device} / {self.backend.precision}"),
             ("SFT steps", sft.get("global_step")),
             ("SFT train loss (mean)", _r(sft.get("train_loss"))),
-            ("SFT test loss before -> after", f"{_r(sft.get('eval_loss_before'))} -> {_r(sft.get('eval_loss'))}"),
-            ("SFT s/step, tokens/s", f"{_r(sft.get('s_per_step'))}, {_r(sft.get('tokens_per_s'))}"),
         ]
-        if sft.get("eval_loss") is None:  # sft.eval off: the evaluation step measures the test split
-            rows = [row for row in rows if row[0] != "SFT test loss before -> after"]
+        if sft.get("eval_loss") is not None:  # sft.eval on (else the evaluation step measures the test split)
+            loss = f"{_r(sft.get('eval_loss_before'))} -> {_r(sft['eval_loss'])}"
+            rows.append(("SFT test loss before -> after", loss))
+        rows.append(("SFT s/step, tokens/s", f"{_r(sft.get('s_per_step'))}, {_r(sft.get('tokens_per_s'))}"))
         if self.dpo:
             rows += [
                 ("DPO steps", dpo.get("global_step")),
