@@ -35,6 +35,15 @@ KEYS = (
 )
 
 
+def engine_facts() -> dict:
+    """What every vLLM server of the run is started with (dtype, threads and why), for the results file."""
+    from llm_engineering.infrastructure.ml.inference_engine import engine_tuning
+    from llm_engineering.settings import Settings
+
+    tuning = engine_tuning(Settings())
+    return {"name": "vllm", "dtype": tuning.dtype, "threads": tuning.threads, "reasons": tuning.reasons}
+
+
 def _questions(path: Path, limit: int) -> list:
     from llm_engineering.application.evaluation.qa_set import QAReference
     from llm_engineering.application.jsonl import read_jsonl_objects
@@ -163,6 +172,7 @@ def main(qa_path: Path, data_dir: Path, questions: int, models: tuple[str, ...],
         "results": results,
         "examples": examples,
         "machine": machine(),
+        "engine": engine_facts(),
         "wall_s": round(time.perf_counter() - started, 1),
     }
     output.parent.mkdir(parents=True, exist_ok=True)

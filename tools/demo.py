@@ -176,6 +176,18 @@ def _machine() -> dict:
     }
 
 
+def _engines(settings) -> dict:
+    """How the main job's models ran: vLLM's dtype and threads (and why), the training and evaluation precision."""
+    from llm_engineering.infrastructure.ml.inference_engine import engine_tuning
+
+    tuning = engine_tuning(settings)
+    return {
+        "vllm": {"dtype": tuning.dtype, "threads": tuning.threads, "reasons": tuning.reasons},
+        "training": "configs/training.yaml precision: auto (bf16 autocast on CPUs with bf16 units, else fp32)",
+        "evaluation": "transformers in this process, float32",
+    }
+
+
 def _training_facts(report) -> dict:
     """The training stage in main_job.json: seconds and steps per stage (README quotes them), final metrics."""
     metrics = report.metrics()
@@ -192,6 +204,7 @@ def _write_results(settings, watch: _Stopwatch, facts: dict, until: str, record:
         "command": "poe run-end-to-end-demo" + ("" if until == "evaluation" else f" --until {until}"),
         "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": _machine(),
+        "engines": _engines(settings),
         "finished": finished,
         "wall_s": round(watch.elapsed(), 1),
         "stages_s": watch.stages_s,

@@ -122,7 +122,9 @@ def test_the_main_job_writes_every_key_the_docs_quote_from_main_job_json(tmp_pat
     summary = {model: dict.fromkeys(demo.EVALUATION_KEYS, 0.5) for model in ("base", "twin")}
     facts = {"finished": True, "training": demo._training_facts(report), "datasets": {"extracts": 3},
              "evaluation": {"summary": summary}}  # fmt: skip
-    results = demo._write_results(SimpleNamespace(data_dir=tmp_path / "data"), watch, facts, "evaluation", True)
+    from llm_engineering.settings import Settings
+
+    results = demo._write_results(Settings(data_dir=tmp_path / "data"), watch, facts, "evaluation", True)
     assert json.loads((tmp_path / "bench" / "results" / "main_job.json").read_text(encoding="utf-8")) == results
     assert (tmp_path / "data" / "main_job.json").is_file()
     recorded = Results(tmp_path / "bench" / "results")
