@@ -26,7 +26,7 @@ from llm_engineering.domain.prompts import (
 from tests.fakes import WordCounter
 
 EXTRACT = Extract(
-    document_id=uuid.uuid4(),
+    document_id=uuid.uuid5(uuid.NAMESPACE_URL, "https://example.org/ada/fusion"),  # fixed: shares are seeded by it
     position=0,
     text="Reciprocal rank fusion adds one over sixty plus the rank from each list.",
     token_count=13,
