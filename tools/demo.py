@@ -395,6 +395,7 @@ EVALUATION_KEYS = (
     "answer.fact_recall",
     "answer.cited_rate",
     "answer.supported_rate",
+    "answer.attributed_rate",
     "rag.rouge_l",
     "rag.citation_valid_rate",
 )

@@ -308,10 +308,14 @@ def cite_first_sentence(sentences: list[str], number: int) -> str:
     quote is rarely reached; one learnt after the first sentence is."""
     if not sentences:
         return ""
-    first = sentences[0].rstrip()
-    match = _CLOSING.search(first)
-    cited = f"{first[: match.start()]} [{number}]{match.group(1)}" if match else f"{first} [{number}]"
-    return " ".join([cited, *sentences[1:]])
+    return " ".join([cite_sentence(sentences[0], number), *sentences[1:]])
+
+
+def cite_sentence(sentence: str, number: int) -> str:
+    """One sentence citing passage `number` before its closing punctuation ("… 256 tokens [1].")."""
+    sentence = sentence.rstrip()
+    match = _CLOSING.search(sentence)
+    return f"{sentence[: match.start()]} [{number}]{match.group(1)}" if match else f"{sentence} [{number}]"
 
 
 def _prompt_version() -> str:

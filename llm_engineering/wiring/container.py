@@ -221,6 +221,7 @@ class Container:
             expand_n=s.rag_expand_n,
             use_llm_self_query=s.rag_use_llm_self_query,
             max_answer_tokens=s.rag_max_answer_tokens,
+            attribute_citations=s.rag_attribute_citations,
             # RAG_TEMPERATURE set explicitly overrides the model version's default temperature.
             temperature=s.rag_temperature if "rag_temperature" in s.model_fields_set else None,
             max_model_len=s.llm_max_model_len,

@@ -145,7 +145,7 @@ def test_rag_answer_and_stream_never_show_a_pasted_header_and_cite_its_passage()
     service, _, _ = fake_services(fake_rag_corpus(TOPICS), llm)
     question = "Why should documents be chunked by tokens?"
     answer = asyncio.run(service.answer(question))
-    expected = TOPICS[("Ada Lovelace", "chunking")] + " [1]"
+    expected = TOPICS[("Ada Lovelace", "chunking")][:-1] + " [1]."  # the pasted passage, quoted and cited
     assert answer.answer == expected and answer.sources[0].cited
     assert any(n.startswith("header guard:") for n in answer.notes)
 

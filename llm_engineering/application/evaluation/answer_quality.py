@@ -6,7 +6,9 @@
 - copied header: the answer pastes a passage header ("[4] tiny-rag (Elena Marchetti)") instead of citing it;
 - empty: fewer than three words;
 - reference-fact recall: the share of the reference answer's content words found in the answer;
-- cited: at least one [n]; supported: at least one cited sentence whose passage holds most of its content words.
+- cited: at least one [n]; supported: at least one cited sentence whose passage holds most of its content words;
+- attributed: the service added a citation the model left out (a sentence quoting a passage word for word,
+  `application/rag/attribution.py`): cited minus attributed is what the model cites by itself.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from llm_engineering.application.evaluation.results import GeneratedAnswer, mean
 from llm_engineering.application.evaluation.text_metrics import content_words
+from llm_engineering.application.rag.attribution import ATTRIBUTION_NOTE
 from llm_engineering.application.rag.repetition import HEADER_NOTE, copies_header, degenerate
 
 GUARD_NOTE = "repetition guard:"
@@ -26,10 +29,12 @@ ANSWER_KEYS = (
     "answer.degenerate_rate",
     "answer.served_degenerate_rate",
     "answer.copied_header_rate",
+    "answer.served_copied_header_rate",
     "answer.empty_rate",
     "answer.fact_recall",
     "answer.cited_rate",
     "answer.supported_rate",
+    "answer.attributed_rate",
 )
 
 
@@ -62,17 +67,18 @@ def answer_metrics(answer: GeneratedAnswer) -> dict[str, float | None]:
     guarded = any(note.startswith(GUARD_NOTE) for note in answer.notes)
     citations = answer.metrics.get("citations") or {}
     checks = citations.get("checks") or []
+    served_header = copies_header(text, passage_headers(answer))
     return {
         "answer.degenerate": float(served_loops or guarded),
         "answer.served_degenerate": float(served_loops),
         # the model pasted a header even when the serving guard kept it from the reader (as for loops)
-        "answer.copied_header": float(
-            copies_header(text, passage_headers(answer)) or any(n.startswith(HEADER_NOTE) for n in answer.notes)
-        ),
+        "answer.copied_header": float(served_header or any(n.startswith(HEADER_NOTE) for n in answer.notes)),
+        "answer.served_copied_header": float(served_header),
         "answer.empty": float(len(text.split()) < MIN_WORDS),
         "answer.fact_recall": fact_recall(text, answer.reference) if answer.reference else None,
         "answer.cited": float(bool(citations.get("citations"))),
         "answer.supported": float(any(c.get("supported") for c in checks)),
+        "answer.attributed": float(any(n.startswith(ATTRIBUTION_NOTE) for n in answer.notes)),
     }
 
 

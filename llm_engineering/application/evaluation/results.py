@@ -26,6 +26,11 @@ def _m(label: str, higher: bool, description: str, unit: str = "") -> MetricInfo
 METRICS: dict[str, MetricInfo] = {
     # voice, judge-free
     "voice.perplexity": _m("held-out perplexity", False, "exp(mean NLL) of the author's test answers (answer tokens)"),
+    "voice.new_writing_perplexity": _m(
+        "held-out perplexity, new writing",
+        False,
+        "the same on the test answers of the new and changed documents only (a refresh's focus)",
+    ),
     "voice.nll_per_token": _m("NLL / token", False, "mean negative log-likelihood of the author's test answers"),
     "voice.dpo_reward_accuracy": _m(
         "DPO reward accuracy", True, "share of test pairs with implicit reward(chosen) > reward(rejected) vs reference"
@@ -74,12 +79,22 @@ METRICS: dict[str, MetricInfo] = {
     "answer.served_degenerate_rate": _m(
         "degenerate as served", False, "answers still repeating after the serving guard (what a user sees)"
     ),
-    "answer.copied_header_rate": _m("copied passage headers", False, "answers pasting a '[n] Title (Author)' line"),
+    "answer.copied_header_rate": _m(
+        "copied passage headers", False, "model answers pasting a '[n] Title (Author)' line (before the guard)"
+    ),
+    "answer.served_copied_header_rate": _m(
+        "copied headers as served", False, "answers still showing a pasted passage header (what a user sees)"
+    ),
     "answer.empty_rate": _m("empty answers", False, "answers of fewer than three words"),
     "answer.fact_recall": _m("reference-fact recall", True, "content words of the reference answer in the answer"),
     "answer.cited_rate": _m("answers citing a source", True, "answers with at least one [n]"),
     "answer.supported_rate": _m(
         "answers with a supported citation", True, "answers with a cited sentence its passage supports"
+    ),
+    "answer.attributed_rate": _m(
+        "answers cited by attribution",
+        False,
+        "answers where the service cited a sentence quoting a passage word for word (the model left [n] out)",
     ),
     "answer.answered": _m("questions answered", True, "RAG questions answered without an error"),
     # speed

@@ -27,6 +27,7 @@ from llm_engineering.application.ports import (
     StageRecord,
     Tracer,
 )
+from llm_engineering.application.rag.attribution import Attributor
 from llm_engineering.application.rag.context import (
     AssembledContext,
     assemble_context,
@@ -81,6 +82,11 @@ class RAGConfig(BaseModel):
         description="The served model version's decoding defaults (its manifest's `generation`).",
     )
     repetition_guard: bool = Field(default=True, description="End an answer that starts repeating itself.")
+    attribute_citations: bool = Field(
+        default=True,
+        description="Cite [n] after an uncited sentence that quotes passage n word for word (application/rag/"
+        "attribution.py); with the guard, also while streaming.",
+    )
     max_model_len: int = Field(default=2048, ge=64, description="The served model's window (prompt + answer).")
     max_query_tokens: int = Field(default=512, ge=8, description="A question's limit in the served model's tokens.")
     busy_answer_tokens: int = Field(default=128, ge=16, description="Answer length in degraded (busy) mode.")
@@ -413,12 +419,18 @@ class RAGService:
                     prepared.messages, **self._generation_options(prepared, options.get("temperature"))
                 )
                 self._record_generation(stage, generation)
+            attributor = self._attributor(prepared)
             if self.config.repetition_guard:
-                guarded = guard_answer(generation.text, generation.finish_reason, self._headers(prepared))
+                cite = attributor.cite if attributor else None
+                guarded = guard_answer(generation.text, generation.finish_reason, self._headers(prepared), cite)
                 if guarded.repetition is not None:
                     generation.finish_reason = "stop"
                 generation.text = guarded.text
                 prepared.notes.extend(guarded.notes)
+            elif attributor is not None:
+                generation.text = attributor.cite(generation.text)
+            if attributor is not None:
+                prepared.notes.extend(attributor.result().notes)
             answer = self._answer_model(prepared, trace, generation)
         return self._finish(trace, answer)
 
@@ -434,7 +446,13 @@ class RAGService:
             pieces: list[str] = []
             sources_sent = False
             # Sentence by sentence when guarded: a repeated sentence is never sent, the stream ends before it.
-            guard = StreamingGuard(self._headers(prepared)) if self.config.repetition_guard else None
+            # The guard releases whole sentences: the attributor cites each as it goes (it needs sentences).
+            attributor = self._attributor(prepared) if self.config.repetition_guard else None
+            guard = (
+                StreamingGuard(self._headers(prepared), attributor.cite if attributor else None)
+                if self.config.repetition_guard
+                else None
+            )
             with trace.stage("generation", input={"messages": prepared.messages}, span_type="llm") as stage:
                 deltas = self.llm.stream_chat(
                     prepared.messages, **self._generation_options(prepared, options.get("temperature"))
@@ -469,12 +487,20 @@ class RAGService:
                 guarded = guard.result(generation.finish_reason)
                 generation.text = guarded.text
                 prepared.notes.extend(guarded.notes)
+                if attributor is not None:
+                    prepared.notes.extend(attributor.result().notes)
                 if guarded.repetition is not None and not generation.completion_tokens:
                     generation.completion_tokens = self.token_counter.count("".join(pieces))
             if not sources_sent:
                 yield RAGEvent("sources", prepared.sources)
             answer = self._answer_model(prepared, trace, generation)
         yield RAGEvent("done", self._finish(trace, answer))
+
+    def _attributor(self, prepared: _Prepared) -> Attributor | None:
+        """Cites the sentences that quote a passage word for word and cite nothing (RAG_ATTRIBUTE_CITATIONS)."""
+        if not self.config.attribute_citations:
+            return None
+        return Attributor([passage.text for passage in prepared.context.passages])
 
     @staticmethod
     def _headers(prepared: _Prepared) -> list[str]:

@@ -16,11 +16,12 @@ answer as a copied header (the model did it; the reader did not see it).
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from llm_engineering.domain.prompts import cited_numbers
 
+Cite = Callable[[str], str]
 NGRAM = 4
 NGRAM_REPEATS = 3
 MIN_SENTENCE_WORDS = 4  # "Yes." twice is not a loop
@@ -96,6 +97,25 @@ def end_cleanly(text: str, limit: int | None = None) -> str:
     return trimmed[: trimmed.rfind(" ")].rstrip(" ,;:-") if " " in trimmed else trimmed
 
 
+MIN_KEPT_WORDS = 8  # an answer cut at the token limit keeps at least this much prose when it can
+
+
+def _prose_words(text: str) -> int:
+    """Words outside headings and passage-header-like lines (what is left to read)."""
+    return sum(len(line.split()) for line in text.splitlines() if not line.lstrip().startswith(("#", "[")))
+
+
+def end_at_limit(text: str) -> str:
+    """An answer cut by the token limit: ended at its last complete sentence, unless that keeps almost nothing but
+    headings (a quoted passage whose first sentence ran past the limit), then at its last whole word."""
+    ended = end_cleanly(text, len(text))
+    if _prose_words(ended) >= MIN_KEPT_WORDS:
+        return ended
+    trimmed = text.rstrip()
+    whole_words = trimmed[: trimmed.rfind(" ")].rstrip(" ,;:-") if " " in trimmed else trimmed
+    return whole_words if _prose_words(whole_words) > _prose_words(ended) else ended
+
+
 HEADER_NOTE = "header guard:"
 
 
@@ -110,25 +130,30 @@ class GuardResult:
     def notes(self) -> list[str]:
         notes = [self.repetition.note()] if self.repetition else []
         if self.trimmed_at_limit:
-            notes.append("answer reached the token limit: ended at its last complete sentence")
+            notes.append("answer reached the token limit: ended at its last complete sentence (or word)")
         if self.pasted_headers:
             named = ", ".join(f"[{n}]" if n else "a passage that does not exist" for n in self.pasted_headers)
             notes.append(f"{HEADER_NOTE} removed a pasted passage header line ({named})")
         return notes
 
 
-def guard_answer(text: str, finish_reason: str | None = None, headers: Sequence[str] = ()) -> GuardResult:
+def guard_answer(
+    text: str, finish_reason: str | None = None, headers: Sequence[str] = (), cite: Cite | None = None
+) -> GuardResult:
     """The answer a user may see: cut before a repetition; an answer cut by the token limit ends at its last
-    complete sentence (not mid-word, not on "The answer is:"); with the passages' `headers`, no pasted header."""
+    complete sentence (not mid-word, not on "The answer is:"); with the passages' `headers`, no pasted header.
+    `cite` (e.g. `Attributor.cite`) adds the citations the model left out, before a pasted header's is added."""
     repetition = find_repetition(text)
     trimmed = False
     if repetition is not None:
         text = end_cleanly(text, repetition.cut)
     elif finish_reason == "length":
-        ended = end_cleanly(text, len(text))
+        ended = end_at_limit(text)
         trimmed = ended != text.rstrip()
         text = ended if trimmed else text
     text, pasted = strip_pasted_headers(text, headers)
+    if cite is not None:
+        text = cite(text)
     if pasted:
         text = cite_pasted(text, pasted, len(headers))
     return GuardResult(text=text, repetition=repetition, trimmed_at_limit=trimmed, pasted_headers=tuple(pasted))
@@ -192,7 +217,8 @@ class StreamingGuard:
     third time) is never sent; `feed` returns what may be sent now, `stopped` says the stream must end. With the
     passages' `headers`, a line that opens like a header ("[") is held until complete and dropped if it is one."""
 
-    def __init__(self, headers: Sequence[str] = ()) -> None:
+    def __init__(self, headers: Sequence[str] = (), cite: Cite | None = None) -> None:
+        self.cite = cite  # applied to each released piece (whole sentences), as guard_answer applies it
         self.text = ""
         self.sent = 0
         self.out = ""
@@ -241,6 +267,8 @@ class StreamingGuard:
         if pasted:
             self.pasted.extend(pasted)
             piece = f"\n{kept}" if kept and self.out else kept  # the header's line goes, its text stays
+        if self.cite is not None:
+            piece = self.cite(piece)
         self.out += piece
         return piece
 
