@@ -94,6 +94,10 @@ def twin_refresh(
     # The candidate against the base and the production twin, answers included, on the new dataset's test split.
     models = ["base", f"twin={candidate.name}:{candidate.version}"] + (["production"] if production_before else [])
     evaluation_config = {**evaluation, "promotion": {**evaluation.get("promotion", {}), "candidate": "twin"}}
+    if production_before:  # against production, the candidate must write the new writing's held-out answers better
+        found = changes.load()
+        voice = {**evaluation.get("voice", {}), "focus_documents": [*found.new, *found.changed]}
+        evaluation_config = {**evaluation_config, "voice": voice}
     evaluation_plan = prepare_evaluation(evaluation_config, models, dataset_dir)
     voice = score_voice(evaluation_plan)
     generations = generate_answers(evaluation_plan)

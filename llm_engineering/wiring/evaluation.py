@@ -104,6 +104,7 @@ def promotion_for(settings: Settings, plan: EvaluationPlan, summary: dict[str, d
             "supported": cfg.supported_tolerance,
             "degenerate": cfg.degenerate_tolerance,
         },
+        production_metric="voice.new_writing_perplexity" if plan.config.voice.focus_documents else None,
     )
     return apply_promotion(settings, decision, candidate.registry_name)
 

@@ -45,6 +45,12 @@ class SampleConfig(BaseModel):
         description="A preference pair per cited span whose rejected side pastes the source's header line first",
     )
     test_share: float = Field(default=0.2, ge=0, lt=1)
+    sticky_split: bool = Field(
+        default=True,
+        description="A document keeps its side (train/test) of the latest dataset version; only documents new to "
+        "the datasets are split, by test_share among themselves. A refreshed twin and the production twin are then "
+        "compared on writing neither trained on, the new writing included (false: split everything afresh)",
+    )
     seed: int = 42
 
 
@@ -323,12 +329,21 @@ def _passages_of(user: str) -> tuple[list[str], list[str]]:
     return texts, headers
 
 
-def split_documents(documents_by_author: Mapping[str, Iterable[str]], test_share: float, seed: int) -> set[str]:
-    """The document ids that go to test. Per author, documents are ordered by a seeded hash and the first
-    round(share × n) go to test (at least one when the author has two or more and share > 0, never all)."""
+def split_documents(
+    documents_by_author: Mapping[str, Iterable[str]],
+    test_share: float,
+    seed: int,
+    previous: Mapping[str, str] | None = None,
+) -> set[str]:
+    """The document ids that go to test. A document in `previous` (id -> "train" | "test": the last dataset
+    version's split) keeps its side. Per author, the other documents are ordered by a seeded hash and the first
+    round(share × n) go to test (at least one when there are two or more and share > 0, never all of them)."""
+    previous = previous or {}
     test: set[str] = set()
     for author, ids in sorted(documents_by_author.items()):
-        ordered = sorted(set(ids), key=lambda d: _unit(seed, "split", author, d))
+        unique = set(ids)
+        test.update(d for d in unique if previous.get(d) == "test")
+        ordered = sorted((d for d in unique if d not in previous), key=lambda d: _unit(seed, "split", author, d))
         if test_share <= 0 or len(ordered) < 2:
             continue
         count = min(len(ordered) - 1, max(1, math.floor(test_share * len(ordered) + 0.5)))

@@ -52,6 +52,7 @@ from llm_engineering.application.datasets.samples import (
     wants_context,
 )
 from llm_engineering.application.evaluation.retrieval import CHUNKS_PER_DOCUMENT, rank_of
+from llm_engineering.application.jsonl import read_jsonl_objects
 from llm_engineering.application.ports import (
     LLM,
     ArtifactStore,
@@ -64,6 +65,8 @@ from llm_engineering.application.ports import Retriever as RetrieverPort
 from llm_engineering.application.rag.fusion import dedupe_by_document
 from llm_engineering.domain.chunks import CleanedDocument
 from llm_engineering.domain.datasets import (
+    INSTRUCT_FILES,
+    PREFERENCE_FILES,
     Candidate,
     DatasetReport,
     DropReason,
@@ -438,7 +441,8 @@ class DatasetGenerationService:
         documents_by_author: dict[str, set[str]] = {}
         for sample in samples:
             documents_by_author.setdefault(sample.author, set()).add(sample.document_id)
-        test_ids = split_documents(documents_by_author, config.samples.test_share, config.samples.seed)
+        previous = self.previous_split() if config.samples.sticky_split else {}
+        test_ids = split_documents(documents_by_author, config.samples.test_share, config.samples.seed, previous)
         instruct = {"train": [], "test": []}
         for sample in samples:
             instruct["test" if sample.document_id in test_ids else "train"].append(sample.row())
@@ -493,6 +497,18 @@ class DatasetGenerationService:
         else:
             self.store.write(fill, version=target.name)
         return report
+
+    def previous_split(self) -> dict[str, str]:
+        """document id -> "train" | "test" in the latest dataset version (empty when there is none)."""
+        folder = self.store.resolve(None)
+        if folder is None:
+            return {}
+        sides: dict[str, str] = {}
+        for split in ("train", "test"):
+            for name in (INSTRUCT_FILES[split], PREFERENCE_FILES[split]):
+                rows = read_jsonl_objects(Path(folder) / name)  # an optional file: no rows when missing
+                sides.update((str(row["document_id"]), split) for row in rows if row.get("document_id"))
+        return sides
 
     def _token_stats(self, samples: Sequence[Any], pairs: Sequence[Any]) -> dict[str, Any]:
         """Sample lengths in the base model's tokens (the whole rendered chat), for sizing training max_length."""

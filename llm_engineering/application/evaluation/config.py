@@ -25,6 +25,12 @@ class VoiceSection(_Section):
     dpo_beta: float = Field(default=0.1, gt=0, description="scales the implicit reward margin (as in DPO)")
     reference_model: str = Field(default="base", description="reference policy of the DPO implicit reward")
     threads: int | None = Field(default=None, ge=1, description="torch threads (default: torch's choice)")
+    focus_documents: list[str] = Field(
+        default_factory=list,
+        description="document ids of the author's new writing (a refresh passes its new and changed documents): "
+        "their held-out answers are scored first and apart (voice.new_writing_perplexity), and the rule against "
+        "the production twin uses that number",
+    )
 
 
 class GenerationSection(_Section):

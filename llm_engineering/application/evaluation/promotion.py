@@ -116,11 +116,14 @@ def decide_gate(
     *,
     answering: bool = True,
     tolerances: dict[str, float] | None = None,
+    production_metric: str | None = None,
 ) -> PromotionDecision:
     """Promote only when the candidate beats the base AND the current production model (when one exists) on the
     voice metric, AND does not regress on answering (reference-fact recall, answers with a supported citation,
     degenerate answers) against the base (and production, where production's answers were measured) by more than
-    a stated absolute tolerance. Every rule is recorded with its numbers; the first failed one decides."""
+    a stated absolute tolerance. Every rule is recorded with its numbers; the first failed one decides.
+    `production_metric` (a refresh: voice.new_writing_perplexity) replaces `metric` in the rule against production
+    when both models have it: a refreshed twin must write the author's new writing better than production does."""
     tolerances = {"fact_recall": 0.02, "supported": 0.05, "degenerate": 0.0, **(tolerances or {})}
     has_production = production_version is not None and "production" in summary
     baselines = [("base", "base")] + ([("production", f"production ({production_version})")] if has_production else [])
@@ -129,20 +132,27 @@ def decide_gate(
     for key, label in baselines:
         if key not in summary and key == "base" and has_production:
             continue
+        voice_metric = metric
+        if (
+            key == "production"
+            and production_metric
+            and all(summary.get(name, {}).get(production_metric) is not None for name in (candidate, key))
+        ):
+            voice_metric = production_metric
         decision = decide_promotion(
-            metric=metric,
+            metric=voice_metric,
             candidate=candidate,
             candidate_version=candidate_version,
-            candidate_value=summary.get(candidate, {}).get(metric),
+            candidate_value=summary.get(candidate, {}).get(voice_metric),
             baseline=label,
-            baseline_value=summary.get(key, {}).get(metric),
+            baseline_value=summary.get(key, {}).get(voice_metric),
             min_improvement=min_improvement,
             already_production=production_version is not None and production_version == candidate_version,
         )
         if candidate_version is None or decision.reason.endswith("already the production version"):
             return decision  # nothing to decide
         first = first or decision
-        rules.append(_rule(f"voice vs {label}", decision.promote, metric, decision.candidate_value, label,
+        rules.append(_rule(f"voice vs {label}", decision.promote, voice_metric, decision.candidate_value, label,
                            decision.baseline_value, None, decision.reason))  # fmt: skip
     if answering:
         for key, label in baselines:

@@ -119,11 +119,18 @@ class EvaluationPlan(BaseModel):
         return next((m for m in self.models if m.name == name), None)
 
 
-def load_eval_dataset(dataset_dir: str | Path, max_samples: int, max_pairs: int) -> EvalDataset:
-    """The held-out splits of a generated dataset folder (and the author's train answers, for a style floor)."""
+def load_eval_dataset(
+    dataset_dir: str | Path, max_samples: int, max_pairs: int, focus_documents: Sequence[str] = ()
+) -> EvalDataset:
+    """The held-out splits of a generated dataset folder (and the author's train answers, for a style floor).
+    Rows of `focus_documents` (the new writing) come first, so the sample caps never leave them out."""
     dataset_dir = Path(dataset_dir)
     splits = read_dataset_splits(dataset_dir, need_preference=False, need_test=True)
     instruct_test, preference_test = splits.rows["instruct_test"], splits.rows["preference_test"]
+    if focus_documents:
+        focus = set(focus_documents)
+        instruct_test = sorted(instruct_test, key=lambda row: row.get("document_id") not in focus)
+        preference_test = sorted(preference_test, key=lambda row: row.get("document_id") not in focus)
     train, version = splits.rows["instruct_train"], splits.version
     for i, row in enumerate(instruct_test[:max_samples]):
         instruct_example(row, f"{dataset_dir / INSTRUCT_FILES['test']} line {i + 1}")  # fail early, with the line
@@ -163,7 +170,9 @@ def plan_evaluation(
     version = version or new_version()
     qa = load_qa_with_references(qa_path, references_path)
     questions = select_questions(qa, config.rag.kinds, config.rag.max_questions)
-    dataset = load_eval_dataset(dataset_dir, config.voice.max_samples, config.voice.max_pairs)
+    dataset = load_eval_dataset(
+        dataset_dir, config.voice.max_samples, config.voice.max_pairs, config.voice.focus_documents
+    )
     out = Path(output_dir) if output_dir else Path(output_root) / version
     return EvaluationPlan(
         config=config,
@@ -202,6 +211,7 @@ class EvaluationService:
                     plan.dataset.preference_test,
                     None if is_reference else reference_pairs,
                     config.dpo_beta,
+                    focus_documents=config.focus_documents,
                 )
             finally:
                 scorer.close()

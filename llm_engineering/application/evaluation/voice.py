@@ -100,12 +100,17 @@ def score_voice(
     preference_rows: Sequence[dict[str, Any]],
     reference_pairs: Sequence[tuple[float, float]] | None,
     beta: float,
+    focus_documents: Sequence[str] = (),
 ) -> tuple[VoiceResult, list[tuple[float, float]]]:
     """Perplexity and preference metrics of one model. Returns the result and the model's (chosen, rejected)
-    log-probs per pair (the reference model's are what later models are compared with)."""
+    log-probs per pair (the reference model's are what later models are compared with). With `focus_documents`
+    (a refresh's new writing), the perplexity of their answers alone is `voice.new_writing_perplexity`."""
     examples = [instruct_example(row, f"instruct test row {i + 1}") for i, row in enumerate(instruct_rows)]
     scored = scorer.answer_logprobs_many(examples) if examples else []
     ppl, nll = perplexity([s for s, _ in scored], [n for _, n in scored])
+    focus = set(focus_documents)
+    focused = [s for row, s in zip(instruct_rows, scored, strict=True) if row.get("document_id") in focus]
+    new_writing_ppl, _ = perplexity([s for s, _ in focused], [n for _, n in focused])
     rows: list[dict[str, Any]] = []
     for i, ((_, answer), (total, count)) in enumerate(zip(examples, scored, strict=True)):
         rows.append(
@@ -144,6 +149,8 @@ def score_voice(
     metrics = {
         "voice.perplexity": ppl,
         "voice.nll_per_token": nll,
+        "voice.new_writing_perplexity": new_writing_ppl,
+        "voice.new_writing_answers": float(len(focused)) if focus else None,
         "voice.answer_tokens": float(sum(c for _, c in scored)),
         "voice.preference_accuracy": preference,
         "voice.dpo_reward_accuracy": accuracy,

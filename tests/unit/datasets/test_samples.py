@@ -103,6 +103,16 @@ def test_split_by_document_is_deterministic_sized_and_per_author():
     assert split_documents(docs, 0.0, seed=1) == set()
 
 
+def test_a_document_keeps_its_side_and_new_writing_is_held_out_too():
+    first = {"Ada": [f"a{i}" for i in range(10)]}
+    test = split_documents(first, 0.2, seed=42)
+    previous = {d: ("test" if d in test else "train") for d in first["Ada"]}
+    grown = {"Ada": first["Ada"] + ["new1", "new2", "new3"]}
+    again = split_documents(grown, 0.2, seed=42, previous=previous)
+    assert again & set(first["Ada"]) == test  # nothing moves between sides
+    assert len(again - test) == 1  # round(0.2 x 3) new documents, at least one: the new writing is measurable
+
+
 ARTICLE = """## Why tokens
 
 Models read tokens, not characters. A chunk of 1,000 characters can be 200 or 400 tokens, so a character budget

@@ -93,6 +93,28 @@ def test_the_candidate_must_beat_production_too_and_answering_must_be_measured()
     assert voice_only.promote
 
 
+def test_a_refresh_is_judged_against_production_on_the_new_writing():
+    twin = {**VOICE_BETTER, "answer.fact_recall": 0.35, "answer.supported_rate": 0.5, "answer.degenerate_rate": 0.0}
+    # worse than production over the whole test split, better on the new writing's held-out answers
+    summary = {
+        "base": BASE,
+        "twin": {**twin, "voice.new_writing_perplexity": 10.0},
+        "production": {"voice.perplexity": 8.5, "voice.new_writing_perplexity": 14.0},
+    }
+    args = ("twin", "v0002", "voice.perplexity", 0.0, "v0001")
+    decision = decide_gate(summary, *args, production_metric="voice.new_writing_perplexity")
+    assert decision.promote
+    rule = next(r for r in decision.rules if r["rule"] == "voice vs production (v0001)")
+    assert rule["metric"] == "voice.new_writing_perplexity" and rule["baseline_value"] == 14.0
+    assert next(r for r in decision.rules if r["rule"] == "voice vs base")["metric"] == "voice.perplexity"
+    worse = {**summary, "twin": {**twin, "voice.new_writing_perplexity": 15.0}}
+    refused = decide_gate(worse, *args, production_metric="voice.new_writing_perplexity")
+    assert not refused.promote and refused.deciding_rule == "voice vs production (v0001)"
+    # no held-out new writing measured: the whole split decides, as without a focus
+    unfocused = {**summary, "production": {"voice.perplexity": 8.5}}
+    assert not decide_gate(unfocused, *args, production_metric="voice.new_writing_perplexity").promote
+
+
 def test_the_report_shows_answers_side_by_side_and_the_gate(tmp_path):
     from llm_engineering.application.evaluation.answer_quality import side_by_side
     from llm_engineering.application.evaluation.report import EvaluationReport

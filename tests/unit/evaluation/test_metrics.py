@@ -146,3 +146,17 @@ def test_score_voice_with_a_fake_scorer():
     # the prompt scored is the chat before the answer, in the training shape
     assert scorer.scored[0][0][-1] == {"role": "user", "content": "Q1?"}
     assert scorer.scored[1][0][0]["role"] == "system"  # built from instruction + answer: no-context system prompt
+
+
+def test_new_writing_is_scored_apart_when_a_refresh_names_it():
+    instruct = [
+        {"instruction": "Old?", "answer": "one two", "document_id": "old"},
+        {"instruction": "New?", "answer": "three four five six", "document_id": "new"},
+    ]
+    scorer = FakeScorer(scores={"one two": (-4.0, 2)})  # the new answer is unknown: -1 per word, 4 tokens
+    result, _ = score_voice("twin", scorer, instruct, [], reference_pairs=None, beta=0.1, focus_documents=["new"])
+    assert result.metrics["voice.perplexity"] == pytest.approx(math.exp(8 / 6))  # both answers
+    assert result.metrics["voice.new_writing_perplexity"] == pytest.approx(math.e)  # the new one alone
+    assert result.metrics["voice.new_writing_answers"] == 1.0
+    plain, _ = score_voice("twin", scorer, instruct, [], reference_pairs=None, beta=0.1)
+    assert plain.metrics["voice.new_writing_perplexity"] is None and plain.metrics["voice.new_writing_answers"] is None
