@@ -183,6 +183,9 @@ def main() -> None:
     parser.add_argument("--fidelity-dataset", type=Path, default=ROOT / "tests/integration/training/tiny_dataset")
     parser.add_argument("--skip-fidelity", action="store_true")
     parser.add_argument("--fidelity-only", action="store_true", help="export and score the GGUFs; serve nothing")
+    parser.add_argument("--gguf", type=Path, default=None,
+                        help="score this GGUF (e.g. what `poe export-model` wrote) instead of exporting one; its "
+                        "quantization is read from the name (*.q8_0.gguf)")  # fmt: skip
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--label", default=None, help="key of this run in the results file (default: the model)")
     args = parser.parse_args()
@@ -202,7 +205,12 @@ def main() -> None:
     jobs = workload(args.requests)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     ggufs: dict[str, dict] = {}
-    for quant in [e for e in engines if e != "vllm"]:
+    if args.gguf is not None:
+        quant = args.gguf.name.removesuffix(".gguf").rsplit(".", 1)[-1]
+        ggufs[quant] = {"path": args.gguf, "export_s": None, "mb": round(args.gguf.stat().st_size / 1e6, 1),
+                        "exported_by": "given (--gguf)"}  # fmt: skip
+        engines = [e for e in engines if e == "vllm" or e == quant]
+    for quant in [e for e in engines if e != "vllm" and e not in ggufs]:
         path = gguf_dir / f"model.{quant}.gguf"
         started = time.perf_counter()
         reused = path.exists()  # from an earlier run of this bench (same checkpoint): no export time
@@ -250,6 +258,7 @@ def main() -> None:
             "checkpoint_perplexity": round(reference["perplexity"], 4),
         }
         for quant, info in ggufs.items():
+            fidelity[f"{quant}_file"] = str(info["path"])
             ppl = gguf_perplexity(info["path"], items)["perplexity"]
             fidelity[f"{quant}_perplexity"] = round(ppl, 4)
             fidelity[f"{quant}_ratio"] = round(ppl / reference["perplexity"], 4)

