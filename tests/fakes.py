@@ -434,6 +434,17 @@ def fake_container(corpus, llm: ScriptedLLM, counter=None, tracer=None, settings
     )
 
 
+async def collect_stream(service, question: str):
+    """The streamed text and the final answer of `service.stream(question)`."""
+    deltas, done = [], None
+    async for event in service.stream(question):
+        if event.kind == "delta":
+            deltas.append(event.data)
+        elif event.kind == "done":
+            done = event.data
+    return "".join(deltas), done
+
+
 def fake_services(corpus, llm: ScriptedLLM, counter=None, **config):
     """(RAGService, SearchService, RecordingTracer) from the composition root with fakes handed in."""
     from llm_engineering.application.rag.rag_service import RAGConfig

@@ -10,7 +10,7 @@ from llm_engineering.application.evaluation.answer_quality import answer_metrics
 from llm_engineering.application.evaluation.results import GeneratedAnswer
 from llm_engineering.application.rag.attribution import QUOTE_WORDS, Attributor, attribute
 from llm_engineering.application.rag.repetition import StreamingGuard, guard_answer
-from tests.fakes import ScriptedLLM, fake_rag_corpus, fake_services
+from tests.fakes import ScriptedLLM, collect_stream, fake_rag_corpus, fake_services
 
 PASSAGES = [
     "The embedding model we used has a hard limit of 256 tokens. Anything longer is silently truncated, which is "
@@ -81,7 +81,7 @@ def test_rag_answer_and_stream_cite_a_quoted_passage_and_say_so():
     assert answer.answer == expected and answer.sources[0].cited
     assert any(n.startswith("attribution: cited [1]") for n in answer.notes)
 
-    streamed, done = asyncio.run(_collect_stream(service, question))
+    streamed, done = asyncio.run(collect_stream(service, question))
     assert streamed == expected == done.answer and any(n.startswith("attribution:") for n in done.notes)
 
     plain, _, _ = fake_services(fake_rag_corpus(TOPICS), llm, attribute_citations=False)
@@ -100,13 +100,3 @@ def test_the_evaluation_counts_attributed_answers_apart():
     assert metrics["answer.attributed"] == 1.0 and metrics["answer.cited"] == 1.0
     answer.notes = []
     assert answer_metrics(answer)["answer.attributed"] == 0.0
-
-
-async def _collect_stream(service, question: str):
-    deltas, done = [], None
-    async for event in service.stream(question):
-        if event.kind == "delta":
-            deltas.append(event.data)
-        elif event.kind == "done":
-            done = event.data
-    return "".join(deltas), done

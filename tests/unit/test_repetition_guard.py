@@ -13,7 +13,7 @@ from llm_engineering.application.rag.repetition import (
     guard_answer,
 )
 from llm_engineering.domain.generation import GenerationDefaults, generation_defaults
-from tests.fakes import ScriptedLLM, fake_rag_corpus, fake_services
+from tests.fakes import ScriptedLLM, collect_stream, fake_rag_corpus, fake_services
 
 LOOP = (
     "The tokenizer is designed to remove the tokenization of the tokenizer, which is a very efficient way to remove "
@@ -100,7 +100,7 @@ def test_rag_stream_stops_at_the_loop_and_reports_it():
     llm = ScriptedLLM(answer=GOOD + LOOP * 4, json_answers={"query_expansion": {"queries": []}})
     service, _, _ = fake_services(fake_rag_corpus(TOPICS), llm)
 
-    streamed, done = asyncio.run(_collect_stream(service, "Why should documents be chunked by tokens?"))
+    streamed, done = asyncio.run(collect_stream(service, "Why should documents be chunked by tokens?"))
     assert streamed.strip() == (GOOD + LOOP).strip() == done.answer
     assert streamed.count("tokenizer.") == 1 and any(n.startswith("repetition guard:") for n in done.notes)
     assert done.finish_reason == "stop"
@@ -149,16 +149,5 @@ def test_rag_answer_and_stream_never_show_a_pasted_header_and_cite_its_passage()
     assert answer.answer == expected and answer.sources[0].cited
     assert any(n.startswith("header guard:") for n in answer.notes)
 
-    streamed, done = asyncio.run(_collect_stream(service, question))
+    streamed, done = asyncio.run(collect_stream(service, question))
     assert streamed == expected == done.answer and "(Ada Lovelace)" not in streamed
-
-
-async def _collect_stream(service, question: str):
-    """The streamed text and the final answer of `service.stream(question)`."""
-    deltas, done = [], None
-    async for event in service.stream(question):
-        if event.kind == "delta":
-            deltas.append(event.data)
-        elif event.kind == "done":
-            done = event.data
-    return "".join(deltas), done
