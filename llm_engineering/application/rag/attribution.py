@@ -21,13 +21,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from llm_engineering.application.rag.repetition import sentence_spans
-from llm_engineering.domain.prompts import cite_sentence
+from llm_engineering.application.rag.repetition import sentence_spans, words
+from llm_engineering.domain.prompts import cite_sentence, without_citations
 
 QUOTE_WORDS = 8
 ATTRIBUTION_NOTE = "attribution:"
 
-_WORD = re.compile(r"[\w'’-]+", re.UNICODE)
 _CITED = re.compile(r"\[\d{1,3}\]")
 
 
@@ -51,7 +50,7 @@ def _grams(words: Sequence[str]) -> set[tuple[str, ...]]:
 
 
 def _words(text: str) -> list[str]:
-    return [w.lower() for w in _WORD.findall(_CITED.sub(" ", text))]
+    return words(without_citations(text))
 
 
 def _sentences(text: str) -> list[tuple[int, int]]:

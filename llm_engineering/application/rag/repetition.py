@@ -45,8 +45,13 @@ class Repetition:
         return f"repetition guard: the answer started repeating {what} ({self.repeated[:60]!r}) and was ended there"
 
 
+def words(text: str) -> list[str]:
+    """The words of `text`, lower-cased (what repetition and quotation are measured in)."""
+    return [w.lower() for w in _WORD.findall(text)]
+
+
 def _normalise(text: str) -> str:
-    return " ".join(w.lower() for w in _WORD.findall(text))
+    return " ".join(words(text))
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -94,7 +99,12 @@ def end_cleanly(text: str, limit: int | None = None) -> str:
     trimmed = head.rstrip()
     if limit is None or limit >= len(text) and not trimmed:
         return trimmed
-    return trimmed[: trimmed.rfind(" ")].rstrip(" ,;:-") if " " in trimmed else trimmed
+    return _at_last_whole_word(trimmed)
+
+
+def _at_last_whole_word(text: str) -> str:
+    text = text.rstrip()
+    return text[: text.rfind(" ")].rstrip(" ,;:-") if " " in text else text
 
 
 MIN_KEPT_WORDS = 8  # an answer cut at the token limit keeps at least this much prose when it can
@@ -111,8 +121,7 @@ def end_at_limit(text: str) -> str:
     ended = end_cleanly(text, len(text))
     if _prose_words(ended) >= MIN_KEPT_WORDS:
         return ended
-    trimmed = text.rstrip()
-    whole_words = trimmed[: trimmed.rfind(" ")].rstrip(" ,;:-") if " " in trimmed else trimmed
+    whole_words = _at_last_whole_word(text)
     return whole_words if _prose_words(whole_words) > _prose_words(ended) else ended
 
 
