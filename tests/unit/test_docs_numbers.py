@@ -120,8 +120,10 @@ def test_the_main_job_writes_every_key_the_docs_quote_from_main_job_json(tmp_pat
         metrics=lambda: {"sft/global_step": 40, "dpo/global_step": 20, "sft/eval_loss": 3.75},
     )
     summary = {model: dict.fromkeys(demo.EVALUATION_KEYS, 0.5) for model in ("base", "twin")}
+    evaluation = {"summary": summary, "promoted": False, "deciding_rule": "all", "gate_reason": "every rule passed",
+                  "answered": 8}  # the keys demo._evaluate writes  # fmt: skip
     facts = {"finished": True, "training": demo._training_facts(report), "datasets": {"extracts": 3},
-             "evaluation": {"summary": summary}}  # fmt: skip
+             "evaluation": evaluation}  # fmt: skip
     from llm_engineering.settings import Settings
 
     results = demo._write_results(Settings(data_dir=tmp_path / "data"), watch, facts, "evaluation", True)
