@@ -70,6 +70,7 @@ async def _answer_all(container, llm, questions, defaults, guard: bool, concurre
             "generation": defaults,
             "repetition_guard": guard,
             "attribute_citations": guard,  # plain: the service before #18 (no guard, no added citations)
+            "block_passage_headers": guard,
         }
     )
     service = container.build_rag_service(llm=llm, tracer=tracer, config=config)

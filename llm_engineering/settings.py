@@ -229,6 +229,11 @@ class Settings(BaseSettings):
         description="Cite [n] after an answer sentence that quotes passage n word for word and cites nothing "
         "(the response's notes say so).",
     )
+    rag_block_passage_headers: bool = Field(
+        default=True,
+        description="Ban the passages' `[n] Title (Author)` header lines from the answer (the engine's bad words; "
+        "vLLM has them, llama-server ignores them and the guard removes a pasted header).",
+    )
 
     # --- Tracking -----------------------------------------------------------------------------------------
     comet_api_key: SecretStr | None = Field(

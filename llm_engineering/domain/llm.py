@@ -27,6 +27,9 @@ class GenerationOptions(TypedDict, total=False):
     frequency_penalty: float | None  # OpenAI API parameter
     presence_penalty: float | None  # OpenAI API parameter
     no_repeat_ngram_size: int | None  # transformers generate() only (vLLM has none)
+    # Texts the answer may not complete (vLLM's `bad_words`: the last token of each is banned where the tokens
+    # before it were just generated); engines without it ignore the key.
+    bad_words: Sequence[str] | None
 
 
 @dataclass

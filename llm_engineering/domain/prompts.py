@@ -76,7 +76,13 @@ class ContextPassage:
 
 def passage_header(number: int, title: str, author: str) -> str:
     """A passage's header line as the prompt shows it ("[2] Title (Author)")."""
-    return f"[{number}] {title} ({author})"
+    return f"{passage_header_start(number, title)} ({author})"
+
+
+def passage_header_start(number: int, title: str) -> str:
+    """The header up to its title ("[2] Title"): what an answer that pastes the header writes first. As a bad word
+    it ends on a word token; the header's closing ")" may merge with a newline into another token."""
+    return f"[{number}] {title}"
 
 
 def format_passage(passage: ContextPassage) -> str:

@@ -222,6 +222,7 @@ class Container:
             use_llm_self_query=s.rag_use_llm_self_query,
             max_answer_tokens=s.rag_max_answer_tokens,
             attribute_citations=s.rag_attribute_citations,
+            block_passage_headers=s.rag_block_passage_headers,
             # RAG_TEMPERATURE set explicitly overrides the model version's default temperature.
             temperature=s.rag_temperature if "rag_temperature" in s.model_fields_set else None,
             max_model_len=s.llm_max_model_len,

@@ -151,3 +151,30 @@ def test_rag_answer_and_stream_never_show_a_pasted_header_and_cite_its_passage()
 
     streamed, done = asyncio.run(collect_stream(service, question))
     assert streamed == expected == done.answer and "(Ada Lovelace)" not in streamed
+
+
+def test_the_answer_is_asked_with_each_passage_header_start_as_a_bad_word():
+    llm = ScriptedLLM(answer=GOOD, json_answers={"query_expansion": {"queries": []}})
+    service, _, _ = fake_services(fake_rag_corpus(TOPICS), llm)
+    answer = asyncio.run(service.answer("Why should documents be chunked by tokens?"))
+
+    bad_words = llm.calls_of("chat")[0].options["bad_words"]
+    assert answer.sources and bad_words == [f"[{s.number}] {s.title}" for s in answer.sources]
+    asyncio.run(collect_stream(service, "Why should documents be chunked by tokens?"))
+    assert llm.calls_of("stream")[0].options["bad_words"] == bad_words  # streamed answers alike
+
+    unblocked_llm = ScriptedLLM(answer=GOOD, json_answers={"query_expansion": {"queries": []}})
+    unblocked, _, _ = fake_services(fake_rag_corpus(TOPICS), unblocked_llm, block_passage_headers=False)
+    asyncio.run(unblocked.answer("Why should documents be chunked by tokens?"))
+    assert "bad_words" not in unblocked_llm.calls_of("chat")[0].options
+
+
+def test_the_client_sends_bad_words_as_the_engines_extra_parameter():
+    from llm_engineering.infrastructure.llm.client import LLMClient
+    from llm_engineering.settings import Settings
+
+    client = LLMClient(Settings(llm_base_url="http://127.0.0.1:9/v1"))
+    _, args = client._completion_args({"bad_words": ("[1] Chunk by Tokens",), "repetition_penalty": 1.1})
+    assert args["extra_body"] == {"bad_words": ["[1] Chunk by Tokens"], "repetition_penalty": 1.1}
+    _, plain = client._completion_args({})
+    assert plain["extra_body"] is None

@@ -48,6 +48,7 @@ from llm_engineering.domain.prompts import (
     build_rag_messages,
     cited_numbers,
     passage_header,
+    passage_header_start,
     rag_answer_stop,
 )
 from llm_engineering.domain.redaction import safe_link
@@ -86,6 +87,12 @@ class RAGConfig(BaseModel):
         default=True,
         description="Cite [n] after an uncited sentence that quotes passage n word for word (application/rag/"
         "attribution.py); with the guard, also while streaming.",
+    )
+    block_passage_headers: bool = Field(
+        default=True,
+        description="Send each passage's header start (`[n] Title`) as the engine's bad words (vLLM `bad_words`): "
+        "the model cannot paste a `[n] Title (Author)` line, so it writes the answer instead (the guard still "
+        "removes what an engine without bad words lets through).",
     )
     max_model_len: int = Field(default=2048, ge=64, description="The served model's window (prompt + answer).")
     max_query_tokens: int = Field(default=512, ge=8, description="A question's limit in the served model's tokens.")
@@ -379,6 +386,8 @@ class RAGService:
             "stop": stop,
             **defaults.sampling_options(),
         }
+        if self.config.block_passage_headers and prepared.sources:
+            options["bad_words"] = [passage_header_start(s.number, s.title) for s in prepared.sources]
         if prepared.deadline is not None:
             options["timeout_s"] = max(1.0, self._remaining(prepared.deadline))
         return options

@@ -116,6 +116,8 @@ class LLMClient:
         if options.get("repetition_penalty") not in (None, 1.0):
             # vLLM's OpenAI server (and most OpenAI-compatible engines) take it as an extra sampling parameter.
             extra_body.setdefault("repetition_penalty", options["repetition_penalty"])
+        if options.get("bad_words"):
+            extra_body.setdefault("bad_words", list(options["bad_words"]))  # vLLM; llama-server ignores it
         args = {
             "model": self.model,
             "max_tokens": options.get("max_tokens", 256),

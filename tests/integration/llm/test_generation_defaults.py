@@ -45,10 +45,34 @@ def test_the_engine_accepts_the_penalties_and_the_guard_ends_a_loop(vllm_base_ur
     assert guard_answer(loop["text"]).notes[0].startswith("repetition guard:")
 
 
-def _plain_completion(base_url: str, prompt: str) -> dict:
+HEADER_START = "[1] Chunk by Tokens"
+HEADER_LINES = f"{HEADER_START} (Ada Lovelace)\n" * 4
+
+
+def test_the_engine_never_completes_a_banned_passage_header(vllm_base_url):
+    from llm_engineering.infrastructure.llm.client import LLMClient
+
+    pasted = _plain_completion(vllm_base_url, HEADER_LINES)["text"]
+    assert HEADER_START in pasted  # greedy decoding pastes the header line again ...
+    banned = _plain_completion(vllm_base_url, HEADER_LINES, bad_words=[HEADER_START])["text"]
+    assert HEADER_START not in banned and banned.strip()  # ... and cannot with it as a bad word
+
+    async def chat():  # the project's client sends it where vLLM reads it (extra_body), no HTTP 400
+        client = LLMClient(Settings(llm_base_url=vllm_base_url, llm_max_retries=0))
+        try:
+            prompt = [{"role": "user", "content": f"Repeat these lines:\n{HEADER_LINES}"}]
+            return await client.chat(prompt, max_tokens=60, bad_words=[HEADER_START])
+        finally:
+            await client.aclose()
+
+    reply = asyncio.run(chat())
+    assert reply.completion_tokens > 0 and HEADER_START not in reply.text
+
+
+def _plain_completion(base_url: str, prompt: str, **extra) -> dict:
     """vLLM's raw /v1/completions, greedy, no penalties: the model's own continuation of `prompt`."""
     model = httpx.get(f"{base_url}/models", timeout=30).json()["data"][0]["id"]
-    body = {"model": model, "prompt": prompt, "max_tokens": 120, "temperature": 0.0}
+    body = {"model": model, "prompt": prompt, "max_tokens": 120, "temperature": 0.0, **extra}
     response = httpx.post(f"{base_url}/completions", json=body, timeout=300)
     assert response.status_code == 200, response.text
     return response.json()["choices"][0]
