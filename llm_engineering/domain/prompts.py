@@ -51,8 +51,9 @@ CHATML_TOKENS_PER_MESSAGE = 5
 CHATML_GENERATION_PROMPT_TOKENS = 3
 
 # --- The twin ----------------------------------------------------------------------------------------------------
+SYSTEM_PROMPT_OPENING = "You are the LLM Twin"
 TWIN_SYSTEM_PROMPT = (
-    "You are the LLM Twin of the authors whose writing is given as context: answer in their voice, "
+    f"{SYSTEM_PROMPT_OPENING} of the authors whose writing is given as context: answer in their voice, "
     "clearly and concretely. Use only the numbered context. Cite the passages you use as [1], [2]. "
     "If the context does not answer the question, say so."
 )
@@ -76,13 +77,25 @@ class ContextPassage:
 
 def passage_header(number: int, title: str, author: str) -> str:
     """A passage's header line as the prompt shows it ("[2] Title (Author)")."""
-    return f"{passage_header_start(number, title)} ({author})"
+    return f"[{number}] {title} ({author})"
 
 
-def passage_header_start(number: int, title: str) -> str:
-    """The header up to its title ("[2] Title"): what an answer that pastes the header writes first. As a bad word
-    it ends on a word token; the header's closing ")" may merge with a newline into another token."""
-    return f"[{number}] {title}"
+# Citation numbers an answer can use at most (single digits: "[1]" .. "[9]").
+MAX_PASSAGE_NUMBER = 9
+
+
+def answer_bad_words(title_openings: Sequence[str], passages: int) -> list[str]:
+    """What an answer may never write (the engine's bad words; its last token is banned right after the rest):
+
+    - a passage header after its number: each `title_openings` is "] " + the title's first token, so "[2]" can
+      still cite but never go on into a title. A whole title would not do: the model pastes it with one token
+      changed ("Bottlenones") and the ban, which matches exact tokens, lets it through.
+    - a number no passage has ("[4" with 3 passages): neither a valid citation nor a real header can use it, and
+      made-up headers ("[4] A note on ...") are what a model that pastes headers writes most;
+    - the system prompt's opening: a model reciting its instructions instead of answering.
+    """
+    unused = [f"[{n}" for n in range(passages + 1, MAX_PASSAGE_NUMBER + 1)]
+    return [*dict.fromkeys(title_openings), *unused, SYSTEM_PROMPT_OPENING]
 
 
 def format_passage(passage: ContextPassage) -> str:

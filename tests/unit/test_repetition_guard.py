@@ -13,6 +13,7 @@ from llm_engineering.application.rag.repetition import (
     guard_answer,
 )
 from llm_engineering.domain.generation import GenerationDefaults, generation_defaults
+from llm_engineering.domain.prompts import SYSTEM_PROMPT_OPENING, TWIN_SYSTEM_PROMPT
 from tests.fakes import ScriptedLLM, collect_stream, fake_rag_corpus, fake_services
 
 LOOP = (
@@ -153,13 +154,19 @@ def test_rag_answer_and_stream_never_show_a_pasted_header_and_cite_its_passage()
     assert streamed == expected == done.answer and "(Ada Lovelace)" not in streamed
 
 
-def test_the_answer_is_asked_with_each_passage_header_start_as_a_bad_word():
+def test_the_answer_is_asked_with_bad_words_for_headers_unused_numbers_and_the_instructions():
     llm = ScriptedLLM(answer=GOOD, json_answers={"query_expansion": {"queries": []}})
     service, _, _ = fake_services(fake_rag_corpus(TOPICS), llm)
     answer = asyncio.run(service.answer("Why should documents be chunked by tokens?"))
 
     bad_words = llm.calls_of("chat")[0].options["bad_words"]
-    assert answer.sources and bad_words == [f"[{s.number}] {s.title}" for s in answer.sources]
+    passages = len(answer.sources)
+    # the fakes' counter counts words: each title's opening is "] " + its first word
+    openings = [f"] {source.title.split()[0]}" for source in answer.sources]
+    unused = [f"[{n}" for n in range(passages + 1, 10)]
+    assert passages and bad_words == [*dict.fromkeys(openings), *unused, "You are the LLM Twin"]
+    assert TWIN_SYSTEM_PROMPT.startswith(SYSTEM_PROMPT_OPENING) and SYSTEM_PROMPT_OPENING in bad_words
+    assert not any(f"[{n}" in bad_words for n in range(1, passages + 1))  # the valid citations stay allowed
     asyncio.run(collect_stream(service, "Why should documents be chunked by tokens?"))
     assert llm.calls_of("stream")[0].options["bad_words"] == bad_words  # streamed answers alike
 

@@ -19,7 +19,7 @@ from typing import Any
 from llm_engineering.application.evaluation.results import GeneratedAnswer, mean
 from llm_engineering.application.evaluation.text_metrics import content_words
 from llm_engineering.application.rag.attribution import ATTRIBUTION_NOTE
-from llm_engineering.application.rag.repetition import HEADER_NOTE, copies_header, degenerate
+from llm_engineering.application.rag.repetition import HEADER_NOTE, copies_header, degenerate, is_header_line
 
 GUARD_NOTE = "repetition guard:"
 MIN_WORDS = 3
@@ -57,7 +57,9 @@ def passage_headers(answer: GeneratedAnswer) -> list[str]:
         return []
     text = str(answer.prompt[-1].get("content", ""))
     body = text.split("Context:\n", 1)[-1].rsplit("\n\nQuestion: ", 1)[0]
-    return [line for line in body.splitlines() if line.startswith("[") and line.rstrip().endswith(")")]
+    # The header pattern, not any "[...)" line: a passage's own markdown link line ("[page.html](https://...)")
+    # quoted in an answer is the author's text, not a pasted header.
+    return [line for line in body.splitlines() if is_header_line(line)]
 
 
 def answer_metrics(answer: GeneratedAnswer) -> dict[str, float | None]:

@@ -45,10 +45,10 @@ from llm_engineering.domain.llm import ChatResult, GenerationOptions
 from llm_engineering.domain.prompts import (
     CHATML_GENERATION_PROMPT_TOKENS,
     CHATML_TOKENS_PER_MESSAGE,
+    answer_bad_words,
     build_rag_messages,
     cited_numbers,
     passage_header,
-    passage_header_start,
     rag_answer_stop,
 )
 from llm_engineering.domain.redaction import safe_link
@@ -90,9 +90,10 @@ class RAGConfig(BaseModel):
     )
     block_passage_headers: bool = Field(
         default=True,
-        description="Send each passage's header start (`[n] Title`) as the engine's bad words (vLLM `bad_words`): "
-        "the model cannot paste a `[n] Title (Author)` line, so it writes the answer instead (the guard still "
-        "removes what an engine without bad words lets through).",
+        description="Send the engine bad words (vLLM `bad_words`, domain `answer_bad_words`): a title after "
+        "`[n]`, a number no passage has, the system prompt's opening; the model cannot paste a `[n] Title "
+        "(Author)` line and writes the answer instead (the guard still removes what an engine without bad words "
+        "lets through).",
     )
     max_model_len: int = Field(default=2048, ge=64, description="The served model's window (prompt + answer).")
     max_query_tokens: int = Field(default=512, ge=8, description="A question's limit in the served model's tokens.")
@@ -387,7 +388,7 @@ class RAGService:
             **defaults.sampling_options(),
         }
         if self.config.block_passage_headers and prepared.sources:
-            options["bad_words"] = [passage_header_start(s.number, s.title) for s in prepared.sources]
+            options["bad_words"] = self._bad_words(prepared)
         if prepared.deadline is not None:
             options["timeout_s"] = max(1.0, self._remaining(prepared.deadline))
         return options
@@ -510,6 +511,12 @@ class RAGService:
         if not self.config.attribute_citations:
             return None
         return Attributor([passage.text for passage in prepared.context.passages])
+
+    def _bad_words(self, prepared: _Prepared) -> list[str]:
+        """The engine's bad words for this answer (domain `answer_bad_words`): the title openings are cut at the
+        served model's first title token, which is what a ban must match after "[n]"."""
+        openings = [self.token_counter.truncate(f"] {source.title.strip()}", 2) for source in prepared.sources]
+        return answer_bad_words(openings, len(prepared.sources))
 
     @staticmethod
     def _headers(prepared: _Prepared) -> list[str]:

@@ -316,11 +316,16 @@ def degenerate(text: str) -> bool:
     return find_repetition(text) is not None
 
 
+def is_header_line(line: str) -> bool:
+    """A line in the passage header format ("[2] Title (Author)")."""
+    return _HEADER_LINE.match(" ".join(line.split())) is not None
+
+
 def copies_header(text: str, headers: Sequence[str] = ()) -> bool:
     """The answer pastes a passage header ("[4] Title (Author)" on a line of its own) instead of citing it."""
     known = {" ".join(h.split()) for h in headers}
     for line in text.splitlines():
         line = " ".join(line.split())
-        if line and (line in known or _HEADER_LINE.match(line)):
+        if line and (line in known or is_header_line(line)):
             return True
     return False

@@ -40,6 +40,18 @@ def test_each_answer_gets_its_flags_and_recall():
     assert fact_recall("windows of tokens", "The window counts tokens.") == 2 / 3  # plural 's' ignored
 
 
+def test_a_quoted_link_line_of_the_passage_is_not_a_pasted_header():
+    from llm_engineering.application.evaluation.answer_quality import passage_headers
+
+    link = "[chunking.html](https://example.org/chunking.html)"
+    answer = _answer(f"Chunk documents by tokens [1].\n\n{link}")
+    answer.prompt = [PROMPT[0], {"role": "user", "content": f"Context:\n[1] Chunking (Ada)\n{PASSAGE}\n{link}"
+                                 "\n\nQuestion: Why tokens?"}]  # fmt: skip
+    assert passage_headers(answer) == ["[1] Chunking (Ada)"]
+    answer.metrics.update(answer_metrics(answer))
+    assert answer.metrics["answer.served_copied_header"] == 0.0
+
+
 def test_rates_per_model_exclude_failed_requests():
     answers = [
         _answer("The window is counted in tokens [1]."),
