@@ -165,6 +165,9 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="cap SFT and DPO steps (default: the config's)")
     parser.add_argument("--compare-mode", default="continue", help="also run refresh #2 in this training mode "
                         "from the same starting point (empty: skip)")  # fmt: skip
+    parser.add_argument("--evaluation-config", type=Path, default=None,
+                        help="the refreshes' evaluation config (default: the one configs/twin_refresh.yaml names; "
+                        "configs/evaluating_demo.yaml is the main job's lighter one)")  # fmt: skip
     parser.add_argument("--resume", action="store_true", help="re-use --work's warehouse and refresh #1")
     parser.add_argument("--serve-refused", action="store_true",
                         help="when the gate refuses refresh #1's candidate, promote it by hand (recorded as such) "
@@ -193,7 +196,7 @@ def main() -> None:
                      "engine": {"name": "vllm", "dtype": tuning.dtype, "reasons": tuning.reasons,
                                 "extra_args": "--enforce-eager"},
                      "command": "python bench/bench_refresh.py " + " ".join(sys.argv[1:])}  # fmt: skip
-    refresh_args = ["tools.twin_refresh", "--config", "configs/twin_refresh.yaml"]
+    refresh_args = ["tools.twin_refresh", "--config", str(_refresh_config(args))]
     if args.max_steps:
         refresh_args += ["--max-steps", str(args.max_steps)]
     with nx_warehouse(args.work / "warehouse") as (mongo_uri, _):
@@ -265,22 +268,34 @@ def main() -> None:
 def _other_mode(env: dict, args, data_dir: Path, baseline: dict, refresh_args: list[str]) -> dict:
     """Refresh #2 again from the same starting point in the other training mode (no clients, no switch): the
     ledger's baseline and the production pointer as they were before refresh #2; the dataset comes from the cache."""
-    import yaml
-
     from llm_engineering.infrastructure.registry import write_pointer
 
     (data_dir / "refresh" / "last.json").write_text(baseline["last"], encoding="utf-8")
     write_pointer(data_dir / "models", "llm-twin", baseline["production"], "production")
-    config = yaml.safe_load((ROOT / "configs" / "twin_refresh.yaml").read_text())
-    config["parameters"]["training"]["mode"] = args.compare_mode
-    path = args.work / f"twin_refresh_{args.compare_mode}.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    path = _refresh_config(args, mode=args.compare_mode)
     other = [*refresh_args[:2], str(path), *refresh_args[3:], "--no-switch"]
     code, seconds = run_tool(env, *other, log=args.work / "refresh_2_other.log")
     entry = ledger(data_dir)[-1]
     print(f"refresh 2 ({args.compare_mode}): exit {code}, {seconds} s, outcome {entry.get('outcome')}", flush=True)
     return {"mode": args.compare_mode, "exit_code": code, "wall_s": seconds, **last_refresh(env), "ledger": entry,
             "gate": _gate_numbers(entry)}  # fmt: skip
+
+
+def _refresh_config(args, mode: str | None = None) -> Path:
+    """configs/twin_refresh.yaml, or a copy in --work with this bench's evaluation config and training mode."""
+    import yaml
+
+    default = ROOT / "configs" / "twin_refresh.yaml"
+    if args.evaluation_config is None and mode is None:
+        return default
+    config = yaml.safe_load(default.read_text(encoding="utf-8"))
+    if args.evaluation_config is not None:
+        config["parameters"]["evaluation_config"] = str(args.evaluation_config.resolve())
+    if mode is not None:
+        config["parameters"]["training"]["mode"] = mode
+    path = args.work / f"twin_refresh_{mode or 'bench'}.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
 
 
 def _savings(entry: dict, data_dir: Path) -> dict:
