@@ -231,8 +231,8 @@ class Settings(BaseSettings):
     )
     rag_block_passage_headers: bool = Field(
         default=True,
-        description="Ban the passages' `[n] Title (Author)` header lines from the answer (the engine's bad words; "
-        "vLLM has them, llama-server ignores them and the guard removes a pasted header).",
+        description="Ask each answer with the engine's bad words: a title after `[n]`, a number no passage has, the "
+        "system prompt's opening (vLLM has them; llama-server ignores them and the guard removes a pasted header).",
     )
 
     # --- Tracking -----------------------------------------------------------------------------------------
