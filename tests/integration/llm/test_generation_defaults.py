@@ -45,28 +45,34 @@ def test_the_engine_accepts_the_penalties_and_the_guard_ends_a_loop(vllm_base_ur
     assert guard_answer(loop["text"]).notes[0].startswith("repetition guard:")
 
 
-HEADER_START = "[1] Chunk by Tokens"
-HEADER_LINES = f"{HEADER_START} (Ada Lovelace)\n" * 4
+HEADER = "[1] Chunk by Tokens (Ada Lovelace)"
+HEADER_LINES = f"{HEADER}\n" * 4
 
 
-def test_the_engine_never_completes_a_banned_passage_header(vllm_base_url):
+def test_the_engine_never_completes_a_banned_passage_header(vllm_base_url, prepared_model_dir):
+    from llm_engineering.domain.prompts import answer_bad_words
     from llm_engineering.infrastructure.llm.client import LLMClient
+    from llm_engineering.infrastructure.llm.tokens import load_token_counter
 
+    # the bad words the RAG service sends for one passage titled "Chunk by Tokens", in the served model's tokens
+    counter = load_token_counter(str(prepared_model_dir))
+    bad_words = answer_bad_words([counter.truncate("] Chunk by Tokens", 2)], passages=1)
+    assert bad_words[0] == "] Ch"
     pasted = _plain_completion(vllm_base_url, HEADER_LINES)["text"]
-    assert HEADER_START in pasted  # greedy decoding pastes the header line again ...
-    banned = _plain_completion(vllm_base_url, HEADER_LINES, bad_words=[HEADER_START])["text"]
-    assert HEADER_START not in banned and banned.strip()  # ... and cannot with it as a bad word
+    assert HEADER in pasted  # greedy decoding pastes the header line again ...
+    banned = _plain_completion(vllm_base_url, HEADER_LINES, bad_words=bad_words)["text"]
+    assert HEADER not in banned and banned.strip()  # ... and cannot with the bad words
 
-    async def chat():  # the project's client sends it where vLLM reads it (extra_body), no HTTP 400
+    async def chat():  # the project's client sends them where vLLM reads them (extra_body), no HTTP 400
         client = LLMClient(Settings(llm_base_url=vllm_base_url, llm_max_retries=0))
         try:
             prompt = [{"role": "user", "content": f"Repeat these lines:\n{HEADER_LINES}"}]
-            return await client.chat(prompt, max_tokens=60, bad_words=[HEADER_START])
+            return await client.chat(prompt, max_tokens=60, bad_words=bad_words)
         finally:
             await client.aclose()
 
     reply = asyncio.run(chat())
-    assert reply.completion_tokens > 0 and HEADER_START not in reply.text
+    assert reply.completion_tokens > 0 and HEADER not in reply.text
 
 
 def _plain_completion(base_url: str, prompt: str, **extra) -> dict:
