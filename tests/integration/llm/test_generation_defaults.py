@@ -58,12 +58,13 @@ def test_the_engine_never_completes_a_banned_passage_header(vllm_base_url, prepa
     counter = load_token_counter(str(prepared_model_dir))
     bad_words = answer_bad_words([counter.truncate("] Chunk by Tokens", 2)], passages=1)
     assert bad_words[0] == "] Ch"
-    pasted = _plain_completion(vllm_base_url, HEADER_LINES)["text"]
-    assert HEADER in pasted  # greedy decoding pastes the header line again ...
-    banned = _plain_completion(vllm_base_url, HEADER_LINES, bad_words=bad_words)["text"]
-    assert HEADER not in banned and banned.strip()  # ... and cannot with the bad words
+    banned_pair = ("]", " Ch")  # the ban is on tokens: " Ch" right after "]"
+    pasted = _plain_completion(vllm_base_url, HEADER_LINES, logprobs=1)
+    assert HEADER in pasted["text"] and banned_pair in _token_pairs(pasted)  # greedy decoding pastes it again ...
+    banned = _plain_completion(vllm_base_url, HEADER_LINES, bad_words=bad_words, logprobs=1)
+    assert banned["text"].strip() and banned_pair not in _token_pairs(banned)  # ... and never with the bad words
 
-    async def chat():  # the project's client sends them where vLLM reads them (extra_body), no HTTP 400
+    async def chat():  # the project's client sends them where vLLM reads them (extra_body): no HTTP 400
         client = LLMClient(Settings(llm_base_url=vllm_base_url, llm_max_retries=0))
         try:
             prompt = [{"role": "user", "content": f"Repeat these lines:\n{HEADER_LINES}"}]
@@ -71,8 +72,12 @@ def test_the_engine_never_completes_a_banned_passage_header(vllm_base_url, prepa
         finally:
             await client.aclose()
 
-    reply = asyncio.run(chat())
-    assert reply.completion_tokens > 0 and HEADER not in reply.text
+    assert asyncio.run(chat()).completion_tokens > 0
+
+
+def _token_pairs(choice: dict) -> set[tuple[str, str]]:
+    tokens = choice["logprobs"]["tokens"]
+    return set(zip(tokens, tokens[1:], strict=False))
 
 
 def _plain_completion(base_url: str, prompt: str, **extra) -> dict:
