@@ -168,6 +168,9 @@ def main() -> None:
     parser.add_argument("--evaluation-config", type=Path, default=None,
                         help="the refreshes' evaluation config (default: the one configs/twin_refresh.yaml names; "
                         "configs/evaluating_demo.yaml is the main job's lighter one)")  # fmt: skip
+    parser.add_argument("--refresh-timeout", type=float, default=3 * 3600,
+                        help="seconds one refresh may take (refresh #2 under load took over an hour on a 2-core "
+                        "AVX2-only box)")  # fmt: skip
     parser.add_argument("--resume", action="store_true", help="re-use --work's warehouse and refresh #1")
     parser.add_argument("--serve-refused", action="store_true",
                         help="when the gate refuses refresh #1's candidate, promote it by hand (recorded as such) "
@@ -211,7 +214,7 @@ def main() -> None:
             code, seconds = run_tool(env, "tools.data_warehouse", "import", "--data-dir", str(half_a),
                                      log=args.work / "import_a.log")  # fmt: skip
             assert code == 0, (args.work / "import_a.log").read_text()[-2000:]
-            code, seconds = run_tool(env, *refresh_args, log=args.work / "refresh_1.log")
+            code, seconds = run_tool(env, *refresh_args, log=args.work / "refresh_1.log", timeout=args.refresh_timeout)
             first = ledger(data_dir)[-1] if ledger(data_dir) else {}
             state["refresh_1"] = {"exit_code": code, "wall_s": seconds, **last_refresh(env), "ledger": first}
             state_file.write_text(json.dumps(state, default=str))
@@ -248,7 +251,9 @@ def main() -> None:
                         "production": first["production_after"]}  # fmt: skip
             with Clients(url, args.clients) as clients:
                 time.sleep(20)  # the clients run against the old version first
-                code, seconds = run_tool(env, *refresh_args, log=args.work / "refresh_2.log")
+                code, seconds = run_tool(
+                    env, *refresh_args, log=args.work / "refresh_2.log", timeout=args.refresh_timeout
+                )
                 time.sleep(20)  # and against the new one after the switch
             second = ledger(data_dir)[-1]
             results["refresh_2"] = {"exit_code": code, "wall_s": seconds, **last_refresh(env), "ledger": second}
@@ -274,7 +279,7 @@ def _other_mode(env: dict, args, data_dir: Path, baseline: dict, refresh_args: l
     write_pointer(data_dir / "models", "llm-twin", baseline["production"], "production")
     path = _refresh_config(args, mode=args.compare_mode)
     other = [*refresh_args[:2], str(path), *refresh_args[3:], "--no-switch"]
-    code, seconds = run_tool(env, *other, log=args.work / "refresh_2_other.log")
+    code, seconds = run_tool(env, *other, log=args.work / "refresh_2_other.log", timeout=args.refresh_timeout)
     entry = ledger(data_dir)[-1]
     print(f"refresh 2 ({args.compare_mode}): exit {code}, {seconds} s, outcome {entry.get('outcome')}", flush=True)
     return {"mode": args.compare_mode, "exit_code": code, "wall_s": seconds, **last_refresh(env), "ledger": entry,
