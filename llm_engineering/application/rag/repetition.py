@@ -326,6 +326,6 @@ def copies_header(text: str, headers: Sequence[str] = ()) -> bool:
     known = {" ".join(h.split()) for h in headers}
     for line in text.splitlines():
         line = " ".join(line.split())
-        if line and (line in known or is_header_line(line)):
+        if line and (line in known or _HEADER_LINE.match(line)):  # the line is normalised already
             return True
     return False
