@@ -185,3 +185,12 @@ def test_the_client_sends_bad_words_as_the_engines_extra_parameter():
     assert args["extra_body"] == {"bad_words": ["[1] Chunk by Tokens"], "repetition_penalty": 1.1}
     _, plain = client._completion_args({})
     assert plain["extra_body"] is None
+
+
+def test_a_misspelled_title_line_under_a_passage_author_is_removed():
+    text = f"Chunk by Token, Not Character (Ada Lovelace)\n{QUOTE} [1]"
+    result = guard_answer(text, "stop", HEADERS)
+    assert result.text == f"{QUOTE} [1]" and result.notes[0].startswith("header guard:")
+    # prose that ends with someone else's name in parentheses stays
+    kept = f"{QUOTE} (Grace Hopper)"
+    assert guard_answer(kept, "stop", HEADERS).text == kept

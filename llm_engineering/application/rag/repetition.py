@@ -171,9 +171,12 @@ def guard_answer(
 # "[n] Title (Author)" on a line of its own (also "[n]: …"): the prompt's passage header, pasted.
 _HEADER_LINE = re.compile(r"^\[(\d{1,3})\]:?\s+\S.{0,200}\([^()]{2,80}\)$")
 _NUMBERED_LINE = re.compile(r"^\[(\d{1,3})\]:?\s+\S")
+_BYLINE = re.compile(r"\S.*\(([^()]{2,80})\)$")
 
 
-def _header_number(line: str, known: dict[str, int], passages: int) -> int | None:
+def _header_number(
+    line: str, known: dict[str, int], passages: int, authors: frozenset[str] = frozenset()
+) -> int | None:
     """The passage number a header-like line names (0: a made-up passage), None when it is not a header line."""
     flat = " ".join(line.strip().strip("*#").split()).rstrip(":")
     if not flat:
@@ -188,6 +191,10 @@ def _header_number(line: str, known: dict[str, int], passages: int) -> int | Non
     invented = _NUMBERED_LINE.match(flat)
     if invented and int(invented.group(1)) > passages and len(flat.split()) <= 12:
         return 0
+    # a title line the model misspelled, under a passage's author ("Systematic Improving Your RAG (Jason Liu)")
+    byline = _BYLINE.search(flat)
+    if byline and byline.group(1).lower() in authors and len(flat.split()) <= 16:
+        return 0
     return None
 
 
@@ -201,9 +208,10 @@ def strip_pasted_headers(text: str, headers: Sequence[str]) -> tuple[str, list[i
         flat = " ".join(header.split())
         known[flat.lower()] = number
         known[re.sub(r"^\[\d{1,3}\]\s*", "", flat).lower()] = number  # the title line without its number
+    authors = frozenset(m.group(1).lower() for h in headers if (m := _BYLINE.search(" ".join(h.split()))))
     kept, pasted = [], []
     for line in text.splitlines(keepends=True):
-        number = _header_number(line, known, len(headers))
+        number = _header_number(line, known, len(headers), authors)
         if number is None:
             kept.append(line)
         else:
